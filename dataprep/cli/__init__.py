@@ -1,0 +1,100 @@
+"""The ``dataprep`` command. Commands load lazily, so ``dataprep filter`` never imports transformers or torch."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+import click
+
+from dataprep import __version__
+from dataprep.errors import DataprepError
+
+COMMANDS = {
+    "validate": "dataprep.cli.validate_cmd",
+    "normalize": "dataprep.cli.normalize_cmd",
+    "filter": "dataprep.cli.filter_cmd",
+    "split": "dataprep.cli.split_cmd",
+    "render": "dataprep.cli.render_cmd",
+    "tokenize": "dataprep.cli.tokenize_cmd",
+    "inspect": "dataprep.cli.inspect_cmd",
+    "train": "dataprep.cli.train_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(COMMANDS[name]).command
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("DATAPREP_DEBUG", "") not in ("", "0")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="dataprep")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors (same as DATAPREP_DEBUG=1).")
+def cli(debug: bool) -> None:
+    """Turn raw instruction data into exact, reproducible SFT training sets.
+
+    \b
+    A typical pipeline (JSONL flows between stages on stdout):
+      dataprep normalize data.json | dataprep filter - | dataprep split - --val-size 0.1 \\
+        | dataprep tokenize - --tokenizer ./tok -o out/
+
+    Every stage prints a one-line summary on stderr: rows in, out, and rejected by reason.
+    """
+    if debug:
+        os.environ["DATAPREP_DEBUG"] = "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: domain errors become one line on stderr; a broken pipe (``| head``) exits quietly."""
+    try:
+        cli.main(args=argv, prog_name="dataprep", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(0)
+    except DataprepError as exc:
+        if debug_enabled():
+            traceback.print_exc()
+        click.echo(f"Error: {exc.format()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug of ours: one line unless asked for the traceback
+        if debug_enabled():
+            traceback.print_exc()
+        else:
+            click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (run with DATAPREP_DEBUG=1 for a traceback)",
+                       err=True)
+        sys.exit(1)
+    _flush_stdout()
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()

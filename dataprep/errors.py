@@ -1,0 +1,43 @@
+"""Domain errors. The CLI turns them into one-line messages; a traceback only with --debug/DATAPREP_DEBUG."""
+
+from __future__ import annotations
+
+
+class DataprepError(Exception):
+    """A failure the user can act on. Exit status 1 (invalid data, a refused operation)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def format(self) -> str:
+        text = str(self)
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class InputError(DataprepError):
+    """Unreadable or malformed input: a file that is missing, not UTF-8, or not valid JSON. Exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, location: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{location}: {message}", hint=hint)
+        self.location = location
+
+
+class UsageProblem(DataprepError):
+    """Options that cannot work together, found after click's own parsing. Exit status 2."""
+
+    exit_code = 2
+
+
+class MissingExtra(DataprepError):
+    """An optional dependency group is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed",
+            hint=f'install it with: pip install "dataprep[{extra}]"',
+        )
