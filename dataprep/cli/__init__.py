@@ -24,7 +24,23 @@ COMMANDS = {
 }
 
 
+class Failure(click.ClickException):
+    """A domain error on its way out: click prints ``Error: ...`` and exits with the error's status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DataprepError as exc:
+            if debug_enabled():
+                traceback.print_exc()
+            raise Failure(exc.format(), exc.exit_code) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
@@ -70,11 +86,6 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(0)
-    except DataprepError as exc:
-        if debug_enabled():
-            traceback.print_exc()
-        click.echo(f"Error: {exc.format()}", err=True)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
