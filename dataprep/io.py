@@ -226,7 +226,7 @@ def _read_delimited(stream: IO[bytes], source: str, batch_size: int, delimiter: 
             line = reader.line_num
             if len(row) != len(header):
                 raise InputError(f"{source}:{line}", f"expected {len(header)} columns, got {len(row)}")
-            batch.records.append(dict(zip(header, row)))
+            batch.records.append(dict(zip(header, row, strict=True)))
             batch.lines.append(line)
             batch.indexes.append(index)
             index += 1

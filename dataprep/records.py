@@ -104,7 +104,7 @@ def turns(record: Record) -> list[tuple[str, str]]:
     roles = record.get("roles") or ["user", "assistant"] * (len(texts) // 2)
     if len(roles) != len(texts):
         raise RecordError("bad_roles", f"roles has {len(roles)} entries for {len(texts)} turns")
-    return list(zip(roles, texts))
+    return list(zip(roles, texts, strict=True))
 
 
 def parse_function_call(content: str) -> list[dict[str, Any]]:
