@@ -12,15 +12,16 @@ import click
 from dataprep import __version__
 from dataprep.errors import DataprepError
 
+# name -> (module, one-line help). The help is listed here so `dataprep --help` imports no command module.
 COMMANDS = {
-    "validate": "dataprep.cli.validate_cmd",
-    "normalize": "dataprep.cli.normalize_cmd",
-    "filter": "dataprep.cli.filter_cmd",
-    "split": "dataprep.cli.split_cmd",
-    "render": "dataprep.cli.render_cmd",
-    "tokenize": "dataprep.cli.tokenize_cmd",
-    "inspect": "dataprep.cli.inspect_cmd",
-    "train": "dataprep.cli.train_cmd",
+    "validate": ("dataprep.cli.validate_cmd", "Check raw JSON/JSONL/CSV records against a JSON Schema."),
+    "normalize": ("dataprep.cli.normalize_cmd", "Convert alpaca/sharegpt/messages data to canonical records."),
+    "filter": ("dataprep.cli.filter_cmd", "Drop empty, too short/long, banned or duplicate records."),
+    "split": ("dataprep.cli.split_cmd", "Assign train/validation/test splits, stratified and deterministic."),
+    "render": ("dataprep.cli.render_cmd", "Show the rendered text of each record with supervised spans."),
+    "tokenize": ("dataprep.cli.tokenize_cmd", "Write a token-exact Arrow DatasetDict with label masks."),
+    "inspect": ("dataprep.cli.inspect_cmd", "Show tokenized rows with the supervised tokens highlighted."),
+    "train": ("dataprep.cli.train_cmd", "Fine-tune a model on a tokenized dataset (needs dataprep[train])."),
 }
 
 
@@ -47,7 +48,11 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        return importlib.import_module(COMMANDS[name]).command
+        return importlib.import_module(COMMANDS[name][0]).command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
 
 def debug_enabled() -> bool:
