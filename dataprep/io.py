@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -115,7 +116,7 @@ def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadReco
             continue
         location = f"{source}:{line_no}"
         try:
-            text = _decode(raw, source, line_no)
+            text = _decode(raw, source, line_no).rstrip("\r\n")
             value = json.loads(text)
         except InputError as exc:
             if on_bad is None:
@@ -150,7 +151,7 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InputError(f"{source}:{line}", f"invalid UTF-8 at byte {exc.start}") from None
-    newlines = [i for i, ch in enumerate(text) if ch == "\n"] if "\n" in text else []
+    newlines = [m.start() for m in re.finditer("\n", text)]
 
     def line_of(pos: int) -> int:
         return bisect.bisect_right(newlines, pos - 1) + 1 if newlines else 1
@@ -166,7 +167,7 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
         except json.JSONDecodeError as exc:
             raise InputError(f"{source}:{exc.lineno}", f"malformed JSON at column {exc.colno}: {exc.msg}") from None
         if text[end:].strip():
-            raise InputError(f"{source}:{line_of(end)}", "extra data after the JSON object (is this JSONL? name it .jsonl)")
+            raise InputError(f"{source}:{line_of(len(text) - len(text[end:].lstrip()))}", "extra data after the JSON object (is this JSONL? name it .jsonl)")
         yield Batch(source, [value], [line_of(pos)], [0])
         return
     if text[pos] != "[":
@@ -205,7 +206,7 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
             where = f"{source}:{line_of(pos)}"
             raise InputError(where, "malformed JSON: expected ',' or ']' after a record")
     if text[pos:].strip():
-        raise InputError(f"{source}:{line_of(pos)}", "extra data after the JSON array")
+        raise InputError(f"{source}:{line_of(len(text) - len(text[pos:].lstrip()))}", "extra data after the JSON array")
     if batch.records:
         yield batch
 
@@ -220,10 +221,11 @@ def _read_delimited(stream: IO[bytes], source: str, batch_size: int, delimiter: 
             return
         batch = Batch(source)
         index = 0
+        start = reader.line_num + 1  # line_num is where a row ends; a quoted field can span lines
         for row in reader:
+            line, start = start, reader.line_num + 1
             if not row:
                 continue
-            line = reader.line_num
             if len(row) != len(header):
                 raise InputError(f"{source}:{line}", f"expected {len(header)} columns, got {len(row)}")
             batch.records.append(dict(zip(header, row, strict=True)))

@@ -124,6 +124,8 @@ def parse_function_call(content: str) -> list[dict[str, Any]]:
                 args = json.loads(args)
             except json.JSONDecodeError:
                 raise RecordError("invalid_function_call", "function_call arguments are not JSON") from None
+        if not isinstance(args, dict):
+            raise RecordError("invalid_function_call", "function_call arguments must be a JSON object")
         out.append({"name": call["name"], "arguments": args})
     return out
 
@@ -165,9 +167,12 @@ def to_messages(record: Record) -> list[Message]:
 
 def _function_call_text(message: Message) -> str:
     calls = []
-    for call in message.get("tool_calls") or []:
+    tool_calls = message.get("tool_calls")
+    if not isinstance(tool_calls, list):
+        raise RecordError("invalid_function_call", "tool_calls is not a list")
+    for call in tool_calls:
         fn = call.get("function", call) if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or "name" not in fn:
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise RecordError("invalid_function_call", "a tool_calls entry has no function name")
         args = fn.get("arguments", {})
         if isinstance(args, str):
@@ -175,6 +180,8 @@ def _function_call_text(message: Message) -> str:
                 args = json.loads(args)
             except json.JSONDecodeError:
                 raise RecordError("invalid_function_call", "tool call arguments are not JSON") from None
+        if not isinstance(args, dict):
+            raise RecordError("invalid_function_call", "tool call arguments must be a JSON object")
         calls.append({"name": fn["name"], "arguments": args})
     value: Any = calls[0] if len(calls) == 1 else calls
     return json.dumps(value, ensure_ascii=False)
@@ -203,7 +210,8 @@ def from_messages(
         if content is None:
             content = ""
         if isinstance(content, list):  # OpenAI content parts: keep only text parts, loudly otherwise
-            if not all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text", ""), str)
+                       for p in content):
                 raise RecordError("non_text_content", f"message {i} has non-text content parts")
             content = "".join(p.get("text", "") for p in content)
         if not isinstance(content, str):

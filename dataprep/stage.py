@@ -17,6 +17,7 @@ class Rejected(NamedTuple):
     record: Record
     reason: str
     detail: str
+    location: str | None = None
 
 
 class StageReport:
@@ -41,7 +42,7 @@ class StageReport:
         """
         self.rows_out += kept
         for item in rejected:
-            self.reject(item.record, item.reason, item.detail, count_in=False)
+            self.reject(item.record, item.reason, item.detail, count_in=False, location=item.location)
 
     def reject(
         self, record: Record | str, reason: str, detail: str, *, count_in: bool = True, location: str | None = None

@@ -79,7 +79,7 @@ def cli(debug: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: domain errors become one line on stderr; a broken pipe (``| head``) exits quietly."""
     try:
-        cli.main(args=argv, prog_name="dataprep", standalone_mode=False)
+        status = cli.main(args=argv, prog_name="dataprep", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
                        err=True)
         sys.exit(1)
     _flush_stdout()
+    if isinstance(status, int) and status:  # click returns ctx.exit(N)'s status instead of raising
+        sys.exit(status)
 
 
 def _silence_stdout() -> None:

@@ -1,0 +1,96 @@
+"""``dataprep normalize``: any supported source format in, canonical records (or another format) out."""
+
+from __future__ import annotations
+
+import click
+from click.core import ParameterSource
+
+from dataprep.cli.options import input_argument, run_stream, stream_options
+from dataprep.errors import UsageProblem
+from dataprep.formats.dataset_info import load_entry
+from dataprep.io import Batch
+from dataprep.normalize import FROM_FORMATS, STAGE, TO_FORMATS, NormalizeOptions, normalize_batch, parse_map
+from dataprep.records import Record
+from dataprep.stage import Rejected, StageReport
+
+
+@click.command(name="normalize")
+@input_argument
+@click.option("--from", "source", type=click.Choice(FROM_FORMATS), default=None,
+              help="Source format. Default: auto (told from the first record's keys), or the dataset_info entry's.")
+@click.option("--map", "mapping", metavar="FIELD=COLUMN,...",
+              help="Read canonical FIELD (prompt, query, response, prefix/system, history, id, "
+                   "messages/conversations, tools) from source COLUMN.")
+@click.option("--dataset-info", metavar="FILE", help="A LLaMA-Factory dataset_info.json to take the format from.")
+@click.option("--dataset", metavar="NAME", help="The entry of --dataset-info; INPUT defaults to its file_name.")
+@click.option("--to", "target", type=click.Choice(TO_FORMATS), default="canonical", show_default=True,
+              help="Output format. Rows the target cannot carry are rejected as lossy_export.")
+@stream_options
+@click.pass_context
+def command(
+    ctx: click.Context,
+    input: str,
+    input_format: str | None,
+    source: str | None,
+    mapping: str | None,
+    dataset_info: str | None,
+    dataset: str | None,
+    target: str,
+    output: str,
+    rejects: str | None,
+    on_error: str,
+    quiet: bool,
+) -> None:
+    """Convert alpaca, ShareGPT, OpenAI messages or canonical rows into canonical records.
+
+    Rows that cannot be represented (roles that do not alternate, a conversation ending on a user turn,
+    missing or wrong-typed fields) are rejected with a reason, never repaired. Columns without a canonical
+    place are kept in "meta". Tool calls (ShareGPT function_call/observation turns, OpenAI tool_calls) are kept.
+
+    \b
+    Examples:
+      dataprep normalize alpaca.json > train.jsonl
+      dataprep normalize chats.json --from sharegpt --rejects bad.jsonl -o train.jsonl
+      dataprep normalize qa.jsonl --map prompt=question,response=answer
+      dataprep normalize --dataset-info data/dataset_info.json --dataset glaive_toolcall_en_demo
+      dataprep normalize train.jsonl --to messages > messages.jsonl
+    """
+    options, entry_file = _options(ctx, source, mapping, dataset_info, dataset, target)
+    if dataset_info and ctx.get_parameter_source("input") == ParameterSource.DEFAULT:
+        input = entry_file
+    report = StageReport(STAGE, rejects)
+
+    def process(batch: Batch) -> tuple[list[Record], list[Rejected]]:
+        nonlocal options
+        if options.source == "auto":
+            try:
+                options = options.resolved(batch.records[0])
+            except UsageProblem as exc:
+                raise UsageProblem(f"{batch.location(0)}: {exc}", hint=exc.hint) from None
+            if not quiet:
+                click.echo(f"normalize: detected format {options.source}", err=True)
+        return normalize_batch(batch.records, options, batch.location)
+
+    if target != "canonical":
+        report.extra["to"] = target
+    run_stream(STAGE, input, output=output, rejects=rejects, on_error=on_error, quiet=quiet, process=process,
+               input_format=input_format, report=report)
+
+
+def _options(
+    ctx: click.Context, source: str | None, mapping: str | None, dataset_info: str | None, dataset: str | None,
+    target: str,
+) -> tuple[NormalizeOptions, str]:
+    """The options, and the input file a dataset_info entry names ("-" when none)."""
+    if bool(dataset_info) != bool(dataset):
+        raise UsageProblem("--dataset-info and --dataset go together")
+    columns = parse_map(mapping)
+    if not dataset_info:
+        return NormalizeOptions(source or "auto", columns, {}, target), "-"
+    entry = load_entry(dataset_info, dataset or "")
+    if source not in (None, "auto", entry.fmt):
+        raise UsageProblem(f"--from {source} contradicts dataset {entry.name!r}, which is {entry.fmt}")
+    if entry.path is None and ctx.get_parameter_source("input") == ParameterSource.DEFAULT:
+        where = f" ({entry.remote})" if entry.remote else ""
+        raise UsageProblem(f"dataset {entry.name!r} has no local file{where}", hint="download it and pass it as INPUT")
+    return NormalizeOptions(entry.fmt, {**entry.columns, **columns}, entry.tags, target), entry.path or "-"

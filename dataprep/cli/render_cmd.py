@@ -1,0 +1,75 @@
+"""``dataprep render``: show the exact training text of each record and the spans that will be supervised."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from dataprep.cli.options import input_argument, run_stream, stream_options
+from dataprep.io import Batch
+from dataprep.records import Record
+from dataprep.render import default_system_rows, render_records
+from dataprep.stage import Rejected, StageReport
+
+
+@click.command("render")
+@input_argument
+@click.option("--tokenizer", "tokenizer_dir", metavar="DIR",
+              type=click.Path(exists=True, file_okay=False),
+              help="Local tokenizer folder: its chat template, and the bos/eos tokens built-in templates write.")
+@click.option("--template", metavar="NAME|PATH", default=None,
+              help="tokenizer (the tokenizer's own; the default), alpaca, default, chatml, llama3, mistral, "
+                   "plain, or a Jinja file.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow a tokenizer folder that ships Python code.")
+@stream_options
+def command(
+    input: str,
+    input_format: str | None,
+    tokenizer_dir: str | None,
+    template: str | None,
+    trust_remote_code: bool,
+    output: str,
+    rejects: str | None,
+    on_error: str,
+    quiet: bool,
+) -> None:
+    """Render canonical records with a chat template: one {"id", "text", "spans"} row per record.
+
+    text[start:end] for each span is an assistant turn as it will be trained: its content and end-of-turn
+    marker, never the prompt or header. Spans come from one render of the whole conversation. Records the
+    template cannot render are rejected with a reason (template_error, template_not_incremental, ...).
+    The built-ins chatml needs no tokenizer; llama3 and mistral write bos_token, and alpaca, default,
+    plain, mistral write eos_token, which come from --tokenizer.
+
+    \b
+    Examples:
+      dataprep render data.jsonl --tokenizer ./qwen2.5 | head -n 1
+      dataprep render data.jsonl --template chatml -o rendered.jsonl
+      dataprep render data.jsonl --tokenizer ./gpt2 --template alpaca --rejects bad.jsonl
+      dataprep normalize raw.json | dataprep render - --tokenizer ./tok --template my_template.jinja
+    """
+    from dataprep.template import load_template
+
+    tokenizer = None
+    if tokenizer_dir is not None:
+        from dataprep.tokenizer_io import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=trust_remote_code)
+    chat_template = load_template(template, tokenizer)
+    if chat_template.uses_clock and not os.environ.get("SOURCE_DATE_EPOCH") and not quiet:
+        click.echo("warning: the template writes today's date (strftime_now); set SOURCE_DATE_EPOCH "
+                   "for output that does not change from day to day", err=True)
+    report = StageReport("render", rejects)
+    report.extra["template"] = chat_template.name
+    default_used = 0
+
+    def process(batch: Batch) -> tuple[list[Record], list[Rejected]]:
+        nonlocal default_used
+        default_used += default_system_rows(chat_template, batch.records)
+        if chat_template.default_system is not None:
+            report.extra["rows given the template's default system prompt"] = default_used
+        return render_records(chat_template, batch.records)
+
+    run_stream("render", input, output=output, rejects=rejects, on_error=on_error, quiet=quiet,
+               process=process, input_format=input_format, report=report)

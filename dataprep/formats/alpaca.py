@@ -1,0 +1,59 @@
+"""Alpaca rows (``instruction``/``input``/``output`` + optional ``system``, ``history``, ``tools``).
+
+This is the hot path of the benchmark, so a row is read with a handful of dict lookups and one
+:func:`make_record`, never through the messages conversion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dataprep.formats import fields
+from dataprep.records import Record, RecordError, make_record
+
+COLUMNS = {
+    "id": "id",
+    "prefix": "system",
+    "prompt": "instruction",
+    "query": "input",
+    "response": "output",
+    "history": "history",
+    "tools": "tools",
+}
+RESERVED = frozenset(COLUMNS.values()) | frozenset(fields.PASSTHROUGH)
+
+
+def read(row: Mapping[str, Any], columns: Mapping[str, str], used: frozenset[str]) -> Record:
+    record = make_record(
+        prompt=fields.text(row, columns["prompt"], required=True),
+        query=fields.text(row, columns["query"]),
+        response=fields.text(row, columns["response"], required=True),
+        prefix=fields.text(row, columns["prefix"]),
+        history=fields.history(row, columns["history"]),
+        tools=fields.tools(row, columns["tools"]),
+        meta=fields.meta(row, used),
+        id=fields.record_id(row, columns["id"]),
+    )
+    return fields.add_passthrough(record, row)
+
+
+def write(record: Record) -> dict[str, Any]:
+    """Alpaca has no place for tool calls: such a row is refused (``lossy_export``), never flattened."""
+    if record.get("roles"):
+        raise RecordError(
+            "lossy_export", "alpaca cannot carry tool calls: the function_call and observation turns would be lost"
+        )
+    out: dict[str, Any] = {
+        "id": record["id"],
+        "instruction": record["prompt"],
+        "input": record["query"],
+        "output": record["response"],
+    }
+    if record["prefix"]:
+        out["system"] = record["prefix"]
+    if record["history"]:
+        out["history"] = record["history"]
+    if record.get("tools"):
+        out["tools"] = record["tools"]
+    return fields.spread(out, record, RESERVED, "alpaca")

@@ -1,0 +1,94 @@
+"""Turn rows of any supported source format into canonical records, and optionally write them out as another.
+
+``normalize_batch`` is pure and per-record: a row's fate depends only on the row and the options, so the
+output does not change with batch size or arrival order. A row that cannot be represented is rejected with
+the reason ``records``/``formats`` gave it; nothing is repaired by guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from dataprep import formats
+from dataprep.errors import UsageProblem
+from dataprep.records import Record, RecordError
+from dataprep.stage import Rejected
+
+STAGE = "normalize"
+FROM_FORMATS = (*formats.SOURCE_FORMATS, "auto")
+TO_FORMATS = ("canonical", "messages", "sharegpt", "alpaca")
+detect_format = formats.detect_format
+
+
+@dataclass(frozen=True)
+class NormalizeOptions:
+    """``source``: the input format (``auto`` must be resolved with :meth:`resolved` before use);
+    ``columns``: canonical slot -> source column; ``tags``: LLaMA-Factory ShareGPT role tags;
+    ``to``: the output format."""
+
+    source: str = "auto"
+    columns: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    to: str = "canonical"
+
+    def __post_init__(self) -> None:
+        if self.source not in FROM_FORMATS:
+            raise UsageProblem(f"unknown input format {self.source!r}; use one of {', '.join(FROM_FORMATS)}")
+        if self.to not in TO_FORMATS:
+            raise UsageProblem(f"unknown output format {self.to!r}; use one of {', '.join(TO_FORMATS)}")
+        unknown = sorted(set(self.tags) - set(formats.sharegpt.TAGS))
+        if unknown:
+            raise UsageProblem(f"unknown role tags: {', '.join(unknown)}; known: {', '.join(formats.sharegpt.TAGS)}")
+
+    def resolved(self, record: Mapping[str, Any]) -> NormalizeOptions:
+        """These options with ``auto`` replaced by the format ``record`` has."""
+        if self.source != "auto":
+            return self
+        return NormalizeOptions(detect_format(record, self.columns), self.columns, self.tags, self.to)
+
+    @cached_property
+    def read(self) -> formats.Reader:
+        if self.source == "auto":
+            raise UsageProblem("the input format is still 'auto'; resolve it from a first record")
+        return formats.reader(self.source, self.columns, self.tags)
+
+    @cached_property
+    def write(self) -> formats.Writer | None:
+        return None if self.to == "canonical" else formats.writer(self.to)
+
+
+def parse_map(text: str | None) -> dict[str, str]:
+    """``prompt=question,response=answer`` -> ``{"prompt": "question", "response": "answer"}``."""
+    mapping: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        slot, sep, column = item.partition("=")
+        if not sep or not slot.strip() or not column.strip():
+            raise UsageProblem(f"--map expects canonical=source pairs separated by commas, got {item!r}")
+        mapping[formats.slot_name(slot.strip())] = column.strip()
+    return mapping
+
+
+def normalize_batch(
+    records: list[dict[str, Any]],
+    options: NormalizeOptions,
+    locate: Callable[[int], str] | None = None,
+) -> tuple[list[Record], list[Rejected]]:
+    """Read each row into a canonical record (then into ``options.to``); rejects carry the row as it came in.
+
+    ``locate(i)`` names row i's place (``file:line``) for the rejects file.
+    """
+    read, write = options.read, options.write
+    kept: list[Record] = []
+    rejected: list[Rejected] = []
+    for i, row in enumerate(records):
+        try:
+            record = read(row)
+            kept.append(write(record) if write is not None else record)
+        except RecordError as exc:
+            rejected.append(Rejected(row, exc.reason, exc.detail, locate(i) if locate else None))
+    return kept, rejected

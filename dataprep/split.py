@@ -1,0 +1,341 @@
+"""Deterministic, stratified train/validation/test splits with exact counts and bounded memory.
+
+How a record's split is chosen:
+
+* Its stratum is the tuple of the ``stratify_by`` fields (default: ``len_bucket``, computed here as
+  ``min(len(user_text.split()) // width, max_bucket)`` as in seed 004; ``bucket_by="chars"`` counts characters).
+* Targets are global: ``round(F * n)`` rows (half rounds up, computed on exact fractions) or a count ``N``.
+  Each stratum gets its proportional quota, rounded down, and the rows still missing go to the strata with the
+  largest remainders, so the totals are exact and every stratum keeps the ratio to within one row.
+* A stratum too small for its share (``size * target < n``, i.e. its quota of some requested split is under
+  one row) is merged into its nearest neighbour in sorted key order (by numeric distance when the keys are
+  numbers, the lower one on a tie) until none is too small. Nothing is dropped.
+* Within a stratum, records are ordered by ``blake2b(seed, id)`` (ties: a hash of the record's JSON, then
+  input position) and the first ones go to validation, the next to test, the rest to train. The split of a
+  record therefore does not depend on input order, and adding rows moves few existing ones: only those pushed
+  across a quota boundary.
+
+Memory: all rows must be seen before any is assigned, so records are spooled to a temporary JSONL file and only
+21 bytes per row stay in memory (two 8-byte hashes, a 4-byte stratum index, a 1-byte split code), plus one
+dict entry per distinct stratum. Assignment briefly needs about 40 bytes more per row for sorting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from dataprep.errors import DataprepError, UsageProblem
+from dataprep.io import RecordWriter, dumps
+from dataprep.records import Record, ordered, user_text
+from dataprep.stage import Rejected
+
+STAGE = "split"
+SPLITS = ("train", "validation", "test")
+BUCKET_BY = ("words", "chars")
+TRAIN, VALIDATION, TEST = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Size:
+    """A split's size: a fraction of the rows (``0 < F < 1``) or a count of rows (``N >= 1``)."""
+
+    fraction: Fraction | None = None
+    count: int | None = None
+
+    def target(self, n: int) -> int:
+        if self.count is not None:
+            return self.count
+        assert self.fraction is not None
+        return math.floor(self.fraction * n + Fraction(1, 2))
+
+    def __str__(self) -> str:
+        return str(self.count) if self.count is not None else str(float(self.fraction or 0))
+
+
+def parse_size(text: str, option: str = "--val-size") -> Size:
+    """``0.1`` is a fraction, ``100`` a count; ``1.0`` or ``0`` is refused as ambiguous or empty."""
+    text = text.strip()
+    try:
+        if text.isdigit():
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            return Size(count=count)
+        fraction = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise UsageProblem(f"{option} must be a fraction between 0 and 1 or a whole count of rows, got {text!r}") from None
+    if not 0 < fraction < 1:
+        raise UsageProblem(f"{option} must be a fraction between 0 and 1 or a whole count of rows, got {text!r}")
+    return Size(fraction=fraction)
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    val_size: Size
+    test_size: Size | None = None
+    seed: int = 42
+    bucket_by: str = "words"
+    bucket_width: int = 200
+    max_bucket: int = 4
+    stratify_by: tuple[str, ...] = ("len_bucket",)
+
+    def __post_init__(self) -> None:
+        if self.bucket_by not in BUCKET_BY:
+            raise UsageProblem(f"--bucket-by must be one of {', '.join(BUCKET_BY)}, got {self.bucket_by!r}")
+        if self.bucket_width < 1 or self.max_bucket < 0:
+            raise UsageProblem("--bucket-width must be at least 1 and --max-bucket at least 0")
+        fractions = [s.fraction for s in (self.val_size, self.test_size) if s is not None and s.fraction]
+        if sum(fractions) > 1:
+            raise UsageProblem("--val-size and --test-size together exceed all rows")
+        if not self.stratify_by or any(not f for f in self.stratify_by):
+            raise UsageProblem("--stratify-by needs field names, e.g. len_bucket or meta.source")
+
+
+def len_bucket(record: Record, by: str = "words", width: int = 200, max_bucket: int = 4) -> int:
+    """Seed 004's length bucket of the last user turn, capped so that very long prompts share one bucket."""
+    text = user_text(record)
+    size = len(text.split()) if by == "words" else len(text)
+    return min(size // width, max_bucket)
+
+
+class MissingField(KeyError):
+    pass
+
+
+def field_value(record: Record, name: str) -> Any:
+    """A top-level field, or ``meta.KEY``; absent or null raises MissingField."""
+    if name.startswith("meta.") and name not in record:
+        value = (record.get("meta") or {}).get(name[len("meta."):])
+    else:
+        value = record.get(name)
+    if value is None:
+        raise MissingField(name)
+    return value
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    if isinstance(value, str):
+        return (1, value)
+    return (2, json.dumps(value, sort_keys=True, ensure_ascii=False))
+
+
+def _hash64(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def allocate(quotas: list[Fraction], caps: list[int], total: int) -> list[int]:
+    """Largest-remainder rounding of ``quotas`` to integers summing to ``total``, never above ``caps``.
+
+    Ties between equal remainders go to the earlier entry, so the result depends only on the arguments.
+    """
+    counts = [min(math.floor(q), c) for q, c in zip(quotas, caps, strict=True)]
+    missing = total - sum(counts)
+    by_remainder = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - math.floor(quotas[i])), i))
+    while missing > 0:
+        progressed = False
+        for i in by_remainder:
+            if missing and counts[i] < caps[i]:
+                counts[i] += 1
+                missing -= 1
+                progressed = True
+        if not progressed:
+            raise DataprepError(f"cannot place {total} rows: only {sum(caps)} available")
+    return counts
+
+
+@dataclass
+class Group:
+    """One stratum after merging: the original stratum keys it holds, in sorted order, and their row count."""
+
+    keys: list[tuple[Any, ...]]
+    size: int
+
+
+def merge_small(
+    strata: dict[tuple[Any, ...], int], targets: list[int], n: int, names: tuple[str, ...] = ("len_bucket",)
+) -> tuple[list[Group], list[str]]:
+    """Merge strata whose share of some target is under one row into a neighbour; say what was merged.
+
+    ``strata`` maps each key (values of the fields ``names``) to its row count. Keys are ordered by value; a one-field numeric key measures
+    nearness by distance, anything else takes the lower neighbour (or the upper one for the first stratum).
+    """
+    keys = sorted(strata, key=lambda k: tuple(_sort_key(v) for v in k))
+    groups = [Group([k], strata[k]) for k in keys]
+    numeric = all(len(k) == 1 and _sort_key(k[0])[0] == 0 for k in keys)
+    merges: list[str] = []
+
+    def too_small(g: Group) -> bool:
+        return any(t > 0 and g.size * t < n for t in targets)
+
+    while len(groups) > 1:
+        small = [i for i, g in enumerate(groups) if too_small(g)]
+        if not small:
+            break
+        i = min(small, key=lambda j: (groups[j].size, j))
+        if i == 0:
+            j = 1
+        elif i == len(groups) - 1 or not numeric:
+            j = i - 1
+        else:
+            below = groups[i].keys[0][0] - groups[i - 1].keys[-1][0]
+            above = groups[i + 1].keys[0][0] - groups[i].keys[-1][0]
+            j = i - 1 if below <= above else i + 1
+        merges.append(f"{_label(names, groups[i].keys)} ({groups[i].size} rows) into {_label(names, groups[j].keys)}")
+        lo, hi = min(i, j), max(i, j)
+        groups[lo:hi + 1] = [Group(groups[lo].keys + groups[hi].keys, groups[lo].size + groups[hi].size)]
+    return groups, merges
+
+
+def _label(names: tuple[str, ...], keys: list[tuple[Any, ...]]) -> str:
+    return "+".join(",".join(f"{name}={v}" for name, v in zip(names, k, strict=True)) for k in keys)
+
+
+def assign(
+    strata: np.ndarray, primary: np.ndarray, tie: np.ndarray, group_val: np.ndarray, group_test: np.ndarray
+) -> np.ndarray:
+    """Split codes per row: within each group, rows in hash order; the first go to validation, then test.
+
+    ``strata`` holds each row's group index; ``group_val``/``group_test`` how many rows each group gives.
+    """
+    n = len(strata)
+    order = np.lexsort((np.arange(n), tie, primary, strata))
+    sorted_groups = strata[order]
+    starts = np.searchsorted(sorted_groups, np.arange(len(group_val)), side="left")
+    rank = np.arange(n) - starts[sorted_groups]
+    val = group_val[sorted_groups]
+    test = group_test[sorted_groups]
+    codes_sorted = np.where(rank < val, VALIDATION, np.where(rank < val + test, TEST, TRAIN)).astype(np.int8)
+    codes = np.empty(n, dtype=np.int8)
+    codes[order] = codes_sorted
+    return codes
+
+
+@dataclass
+class Splitter:
+    """Collects records (spooling them to disk), then assigns every split at once and streams them back.
+
+    Use: ``add()`` each batch, then iterate ``finish()``; ``counts`` and ``merges`` describe the result.
+    """
+
+    options: SplitOptions
+    spool_dir: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    merges: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        spool = tempfile.TemporaryFile(prefix="dataprep-split-", dir=self.spool_dir)  # noqa: SIM115 - see close()
+        self._spool: IO[bytes] = spool
+        self._strata: dict[tuple[Any, ...], int] = {}
+        self._rows_strata: list[np.ndarray] = []
+        self._primary: list[bytes] = []
+        self._tie: list[bytes] = []
+        self._seed = str(self.options.seed).encode("utf-8") + b"\x00"
+
+    def add(self, records: list[Record]) -> list[Rejected]:
+        """Spool the records; a record without a stratify field is rejected (``missing_stratify_field``)."""
+        opts = self.options
+        rejected: list[Rejected] = []
+        strata: list[int] = []
+        for record in records:
+            record = {k: v for k, v in record.items() if k != "split"}
+            record["len_bucket"] = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
+            try:
+                key = tuple(_hashable(field_value(record, name)) for name in opts.stratify_by)
+            except MissingField as exc:
+                rejected.append(Rejected(record, "missing_stratify_field", f"no value for field {exc.args[0]!r}"))
+                continue
+            line = dumps(ordered(record))
+            strata.append(self._strata.setdefault(key, len(self._strata)))
+            encoded = line.encode("utf-8")
+            self._spool.write(encoded + b"\n")
+            self._primary.append(_hash64(self._seed + str(record.get("id", "")).encode("utf-8")))
+            self._tie.append(_hash64(encoded))
+        self._rows_strata.append(np.asarray(strata, dtype=np.int32))
+        return rejected
+
+    def _codes(self) -> np.ndarray:
+        n = sum(len(a) for a in self._rows_strata)
+        stratum_of_row = np.concatenate(self._rows_strata) if self._rows_strata else np.zeros(0, np.int32)
+        self._rows_strata = []
+        primary = np.frombuffer(b"".join(self._primary), dtype=">u8")
+        tie = np.frombuffer(b"".join(self._tie), dtype=">u8")
+        self._primary, self._tie = [], []
+
+        opts = self.options
+        k_val = opts.val_size.target(n)
+        k_test = opts.test_size.target(n) if opts.test_size else 0
+        if k_val + k_test > n:
+            raise DataprepError(f"split: asked for {k_val + k_test} held-out rows but the input has {n}")
+        sizes = np.bincount(stratum_of_row, minlength=len(self._strata))
+        strata = {k: int(sizes[i]) for k, i in self._strata.items()}
+        groups, self.merges = merge_small(strata, [k_val, k_test], n, opts.stratify_by)
+        group_of_stratum = np.zeros(len(self._strata), dtype=np.int32)
+        for g, group in enumerate(groups):
+            for key in group.keys:
+                group_of_stratum[self._strata[key]] = g
+        group_sizes = [g.size for g in groups]
+        val = allocate([Fraction(s * k_val, n) for s in group_sizes], group_sizes, k_val) if n else []
+        rest = [s - v for s, v in zip(group_sizes, val, strict=True)]
+        test = allocate([Fraction(s * k_test, n) for s in group_sizes], rest, k_test) if n else []
+        codes = assign(group_of_stratum[stratum_of_row], primary, tie,
+                       np.asarray(val, dtype=np.int64), np.asarray(test, dtype=np.int64))
+        self.counts = {"train": n - k_val - k_test, "validation": k_val}
+        if opts.test_size:
+            self.counts["test"] = k_test
+        return codes
+
+    def finish(self, batch_size: int = 2048) -> Iterator[list[Record]]:
+        """Assign all splits, then yield the records in input order with ``split`` set."""
+        codes = self._codes()
+        self._spool.seek(0)
+        batch: list[Record] = []
+        for code, line in zip(codes.tolist(), self._spool, strict=True):
+            record = json.loads(line)
+            record["split"] = SPLITS[code]
+            batch.append(ordered(record))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        self._spool.close()
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+
+
+class SplitFiles:
+    """``train.jsonl``, ``validation.jsonl`` (and ``test.jsonl``) in one folder; all appear or none do."""
+
+    def __init__(self, out_dir: str, with_test: bool) -> None:
+        names = SPLITS if with_test else SPLITS[:2]
+        self.writers = {name: RecordWriter(str(Path(out_dir) / f"{name}.jsonl")) for name in names}
+        self.count = 0
+
+    def write(self, records: list[Record]) -> None:
+        self.count += len(records)
+        by_split: dict[str, list[Record]] = {name: [] for name in self.writers}
+        for record in records:
+            by_split[record["split"]].append(record)
+        for name, rows in by_split.items():
+            self.writers[name].write(rows)
+
+    def close(self, ok: bool = True) -> None:
+        for writer in self.writers.values():
+            writer.close(ok=ok)

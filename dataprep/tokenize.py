@@ -1,0 +1,726 @@
+"""Causal-LM tokenization: canonical records → ``input_ids`` / ``attention_mask`` / ``labels`` / ``length``.
+
+Exactness. A record is rendered once by its chat template (``dataprep.template``) and the whole text is encoded
+with ``add_special_tokens=False``, which is what ``tokenizer.apply_chat_template(messages, tokenize=True)`` does;
+so ``input_ids`` equal the model's own chat-template ids, with no doubled BOS and no merges lost at turn
+boundaries (tokenizing turns separately and concatenating gets those wrong).
+
+Labels. The template gives, per assistant-side turn, the character span ``[start, end)`` of its content and its
+end-of-turn marker. **A token is supervised iff the character at its start offset lies inside a supervised
+span.** A token that straddles a boundary therefore belongs to the side where it begins: a token that starts in
+the header and runs into the response (``"\\n\\n"`` when a response starts with a newline) is not trained on, and a
+token that starts in the response and runs past it is. Offsets are the Rust tokenizer's character offsets into the
+rendered text (they survive normalizers such as NFC). Modes: ``all`` supervises every assistant-side turn,
+``last`` only the final one (``--mask-history``), ``prompt`` every token (``--train-on-prompt``; stored rows are
+never padded, so that is all of them). A row with no supervised token is rejected (``no_supervised_tokens``),
+never written: it would contribute a zero or NaN loss silently.
+
+Truncation (``max_length``). ``history``: drop the oldest history pairs, one pair (two ``roles``) at a time and
+only where the remaining conversation still starts on a user turn, re-render, and keep the first that fits; if
+even the last exchange alone is too long, keep its first ``max_length`` tokens, so the response is cut at the end
+and its end-of-turn token is not trained on (the model must not learn to stop where the data did not).
+``drop``: reject the row (``too_long``).
+
+Special tokens in content. Text such as ``<|im_start|>assistant`` inside a message would be encoded as real
+control tokens and forge a turn. ``reject`` (default) rejects the row (``special_token_in_content``, the detail
+names the token). ``text`` encodes those occurrences as plain text, as ``apply_chat_template(...,
+sanitize_control_tokens=True)`` does: each occurrence is wrapped in private-use markers before rendering, the
+rendered text is split at the markers, template pieces are encoded normally and marked pieces with the Rust
+tokenizer's ``encode_special_tokens`` (a second tokenizer instance, so the shared one is never mutated).
+
+Speed. The hot path renders a batch in Python, encodes all its texts with one ``encode_batch`` call of the Rust
+tokenizer (multi-threaded, releases the GIL) while the next batch renders in this thread, and turns spans into
+label masks with numpy: a span becomes a token range with two ``char_to_token`` look-ups, never a loop over tokens.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dataprep.records import TEXT_FIELDS, Record, RecordError, content_id
+from dataprep.stage import Rejected
+
+IGNORE_INDEX = -100
+MASK_MODES = ("all", "last", "prompt")
+TRUNCATION_MODES = ("history", "drop")
+SPECIAL_TOKEN_MODES = ("reject", "text")
+
+# The markers transformers' sanitize_control_tokens uses, so "text" mode gives the same ids as that reference.
+MARK_START = "\U000f0000"
+MARK_END = "\U000f0001"
+
+CAUSAL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("input_ids", pa.list_(pa.int32())),
+        ("attention_mask", pa.list_(pa.int8())),
+        ("labels", pa.list_(pa.int32())),
+        ("length", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CausalOptions:
+    max_length: int | None = None
+    mask: str = "all"
+    truncation: str = "history"
+    special_tokens: str = "reject"
+
+    def __post_init__(self) -> None:
+        if self.mask not in MASK_MODES:
+            raise ValueError(f"mask must be one of {MASK_MODES}")
+        if self.truncation not in TRUNCATION_MODES:
+            raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
+        if self.special_tokens not in SPECIAL_TOKEN_MODES:
+            raise ValueError(f"special_tokens must be one of {SPECIAL_TOKEN_MODES}")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError("max_length must be at least 1")
+
+
+def supervised_mask(starts: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The labelling rule on token start offsets: token i is supervised iff ``starts[i]`` is in a span.
+
+    Spans must be sorted and disjoint; an empty span supervises nothing.
+    """
+    if not len(spans):
+        return np.zeros(len(starts), dtype=bool)
+    bounds = np.asarray(spans, dtype=np.int64).ravel()
+    return np.searchsorted(bounds, np.asarray(starts, dtype=np.int64), side="right") % 2 == 1
+
+
+@dataclass
+class TokenizedBatch:
+    """Rows as flat arrays: row i is ``flat[offsets[i]:offsets[i+1]]`` — the layout of an Arrow list column."""
+
+    ids: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    scalars: dict[str, Any] = field(default_factory=dict)
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def select(self, rows: np.ndarray) -> TokenizedBatch:
+        """The rows at ``rows`` (sorted indexes), as a new batch; used to route rows to their split."""
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        lengths = ends - starts
+        new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new_offsets[1:])
+        take = _ranges(starts, lengths)
+        return TokenizedBatch(
+            ids=[self.ids[i] for i in rows],
+            splits=[self.splits[i] for i in rows],
+            offsets=new_offsets,
+            columns={k: v[take] for k, v in self.columns.items()},
+            scalars={k: [v[i] for i in rows] for k, v in self.scalars.items()},
+            truncated=self.truncated[rows],
+        )
+
+    def to_arrow(self, schema: pa.Schema) -> pa.RecordBatch:
+        offsets = pa.array(self.offsets.astype(np.int32))
+        arrays = []
+        for f in schema:
+            if f.name == "id":
+                arrays.append(pa.array(self.ids, pa.string()))
+            elif f.name == "length":
+                arrays.append(pa.array(self.lengths.astype(np.int32)))
+            elif f.name in self.columns:
+                values = pa.array(self.columns[f.name].astype(f.type.value_type.to_pandas_dtype()))
+                arrays.append(pa.ListArray.from_arrays(offsets, values))
+            else:
+                arrays.append(pa.array(self.scalars[f.name], f.type))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + n)`` for each pair, without a Python loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    row_of = np.repeat(np.arange(len(lengths)), lengths)
+    before = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=before[1:])
+    return starts[row_of] + (np.arange(total) - before[row_of])
+
+
+def flatten_ids(id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat int32 ids and int64 row offsets from per-row id lists."""
+    lengths = np.fromiter((len(x) for x in id_lists), dtype=np.int64, count=len(id_lists))
+    offsets = np.zeros(len(id_lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.empty(int(offsets[-1]), dtype=np.int32)
+    for i, ids in enumerate(id_lists):
+        flat[offsets[i]:offsets[i + 1]] = ids
+    return flat, offsets
+
+
+class _PieceEncoding:
+    """Ids and start offsets of a row encoded piece by piece, with the look-ups the labeller uses."""
+
+    def __init__(self, ids: list[int], starts: list[int], text_len: int) -> None:
+        self.ids = ids
+        self.starts = starts
+        self.text_len = text_len
+
+    def first_token_at(self, pos: int) -> int:
+        return bisect.bisect_left(self.starts, pos)
+
+
+class _RustRow:
+    """Adapter over a ``tokenizers.Encoding``: the first token starting at or after ``pos``, in O(1) look-ups."""
+
+    def __init__(self, encoding: Any, text_len: int) -> None:
+        self.encoding = encoding
+        self.ids = encoding.ids
+        self.text_len = text_len
+        self._starts: list[int] | None = None
+
+    def first_token_at(self, pos: int) -> int:
+        if pos >= self.text_len:
+            return len(self.ids)
+        enc = self.encoding
+        t = enc.char_to_token(pos)
+        if t is None:  # a character no token covers (a pre-tokenizer dropped it): search all offsets
+            if self._starts is None:
+                self._starts = [s for s, _ in enc.offsets]
+            return bisect.bisect_left(self._starts, pos)
+        # t is the first token containing pos; if it began earlier it straddles pos and is on the earlier side
+        return t if enc.token_to_chars(t)[0] >= pos else t + 1
+
+
+@dataclass
+class _Row:
+    index: int
+    record: Record
+    id: str
+    split: str
+    text: str
+    spans: tuple[tuple[int, int], ...]
+    marked: bool = False
+    piece: _PieceEncoding | None = None
+    truncated: bool = False
+
+
+@dataclass
+class Prepared:
+    """A batch after rendering (Python side), waiting for the Rust encoder."""
+
+    rows: list[_Row]
+    rejected: list[tuple[int, Rejected]]
+
+
+@dataclass
+class BatchResult:
+    tokens: TokenizedBatch
+    rejected: list[tuple[int, Rejected]]  # (index of the row in its input batch, reject)
+
+
+class CausalTokenizer:
+    """Tokenizes canonical records for causal-LM SFT; one instance per run (stateless between batches)."""
+
+    schema = CAUSAL_SCHEMA
+    task = "causal"
+
+    def __init__(self, tokenizer: Any, template: Any, options: CausalOptions | None = None) -> None:
+        from dataprep.template import special_tokens_in
+
+        self.tokenizer = tokenizer
+        self.template = template
+        self.options = options or CausalOptions()
+        self.backend = tokenizer._tokenizer
+        if self.backend.truncation is not None or self.backend.padding is not None:
+            from tokenizers import Tokenizer
+
+            # apply_chat_template neither pads nor truncates unless asked: use a copy without the file's settings
+            self.backend = Tokenizer.from_str(self.backend.to_str())
+            self.backend.no_truncation()
+            self.backend.no_padding()
+        self._special_tokens_in = special_tokens_in
+        self._plain_backend: Any = None
+
+    # -- Python side -------------------------------------------------------------------------------------------
+
+    def prepare(self, records: Sequence[Record], splits: Sequence[str]) -> Prepared:
+        rows: list[_Row] = []
+        rejected: list[tuple[int, Rejected]] = []
+        for i, record in enumerate(records):
+            if splits[i] is None:
+                continue
+            try:
+                row = self._prepare_one(i, record, splits[i])
+            except RecordError as exc:
+                rejected.append((i, Rejected(record, exc.reason, exc.detail)))
+                continue
+            rows.append(row)
+        return Prepared(rows, rejected)
+
+    def _prepare_one(self, index: int, record: Record, split: str) -> _Row:
+        rid = str(record["id"]) if record.get("id") not in (None, "") else content_id(record)
+        specials = self._content_specials(record)
+        if specials and self.options.special_tokens == "reject":
+            raise RecordError(
+                "special_token_in_content",
+                f"content contains the special token {specials[0]!r}"
+                + (f" (and {len(specials) - 1} more)" if len(specials) > 1 else "")
+                + "; use --special-tokens text to encode it as plain text",
+            )
+        source = _marked(record, specials) if specials else record
+        rendered = self.template.render(source)
+        row = _Row(index, record, rid, split, rendered.text, tuple(rendered.turns), marked=bool(specials))
+        if row.marked:
+            row.piece = self._encode_marked(row.text, specials)
+        return row
+
+    def _content_specials(self, record: Record) -> list[str]:
+        found: list[str] = []
+        for text in _content_strings(record):
+            found.extend(t for t in self._special_tokens_in(text, self.tokenizer) if t not in found)
+        return sorted(found, key=lambda t: (-len(t), t))
+
+    def _encode_marked(self, text: str, specials: list[str]) -> _PieceEncoding:
+        """Encode a rendered text whose content specials are marked: template pieces as usual, marked as text."""
+        if self._plain_backend is None:
+            from tokenizers import Tokenizer
+
+            self._plain_backend = Tokenizer.from_str(self.backend.to_str())
+            self._plain_backend.encode_special_tokens = True
+        pattern = "|".join(re.escape(t) for t in specials)
+        markers = re.compile(f"{MARK_START}({pattern}){MARK_END}|[{MARK_START}{MARK_END}]")
+        newline = self.backend.encode("\n", add_special_tokens=False).ids
+        ids: list[int] = []
+        starts: list[int] = []
+        pos = 0
+        first = True
+        for m in [*markers.finditer(text), None]:
+            end = m.start() if m is not None else len(text)
+            self._encode_piece(self.backend, text[pos:end], pos, first, newline, ids, starts)
+            first = False
+            if m is None:
+                break
+            if m.group(1):
+                self._encode_piece(self._plain_backend, m.group(1), m.start(1), False, newline, ids, starts)
+            pos = m.end()
+        return _PieceEncoding(ids, starts, len(text))
+
+    @staticmethod
+    def _encode_piece(backend: Any, piece: str, at: int, first: bool, newline: list[int],
+                      ids: list[int], starts: list[int]) -> None:
+        # As transformers does: a piece after the first is encoded behind a newline that is then removed, so a
+        # SentencePiece tokenizer adds no prefix space mid-text.
+        if not piece:
+            return
+        shift = 0
+        enc = backend.encode(piece, add_special_tokens=False)
+        if not first:
+            behind = backend.encode("\n" + piece, add_special_tokens=False)
+            if behind.ids[: len(newline)] == newline:
+                enc, shift = behind, 1
+        skip = len(newline) if shift else 0
+        ids.extend(enc.ids[skip:])
+        starts.extend(at + max(s - shift, 0) for s, _ in enc.offsets[skip:])
+
+    # -- Rust side (runs in a worker thread) -------------------------------------------------------------------
+
+    def encode(self, prepared: Prepared) -> list[Any]:
+        texts = [r.text for r in prepared.rows if not r.marked]
+        return self.backend.encode_batch(texts, add_special_tokens=False) if texts else []
+
+    # -- back in Python: truncation and labels -----------------------------------------------------------------
+
+    def finish(self, prepared: Prepared, encodings: list[Any]) -> BatchResult:
+        rejected = list(prepared.rejected)
+        it = iter(encodings)
+        encoded: list[Any] = [r.piece if r.marked else _RustRow(next(it), len(r.text)) for r in prepared.rows]
+        max_length = self.options.max_length
+        keep_rows: list[_Row] = []
+        keep_enc: list[Any] = []
+        cut: list[int | None] = []
+        long_rows = []
+        for row, enc in zip(prepared.rows, encoded, strict=True):
+            if max_length is not None and len(enc.ids) > max_length:
+                if self.options.truncation == "drop":
+                    detail = f"{len(enc.ids)} tokens, over --max-length {max_length}"
+                    rejected.append((row.index, Rejected(row.record, "too_long", detail)))
+                    continue
+                long_rows.append((row, enc))
+                continue
+            keep_rows.append(row)
+            keep_enc.append(enc)
+            cut.append(None)
+        for row, enc, limit in self._shorten(long_rows):
+            keep_rows.append(row)
+            keep_enc.append(enc)
+            cut.append(limit)
+        order = sorted(range(len(keep_rows)), key=lambda k: keep_rows[k].index)
+        out_rows: list[_Row] = []
+        id_lists: list[list[int]] = []
+        truncated: list[bool] = []
+        token_ranges: list[tuple[int, int, int]] = []  # (row in output, first token, end token)
+        for k in order:
+            row, enc, limit = keep_rows[k], keep_enc[k], cut[k]
+            ids = enc.ids if limit is None else enc.ids[:limit]
+            ranges = self._ranges(row, enc, len(ids))
+            if not any(b > a for a, b in ranges):
+                detail = self._why_unsupervised(row, len(ids))
+                rejected.append((row.index, Rejected(row.record, "no_supervised_tokens", detail)))
+                continue
+            n = len(out_rows)
+            token_ranges.extend((n, a, b) for a, b in ranges if b > a)
+            out_rows.append(row)
+            id_lists.append(ids)
+            truncated.append(row.truncated)
+        flat, offsets = flatten_ids(id_lists)
+        labels = self._labels(flat, offsets, token_ranges)
+        tokens = TokenizedBatch(
+            ids=[r.id for r in out_rows],
+            splits=[r.split for r in out_rows],
+            offsets=offsets,
+            columns={"input_ids": flat, "attention_mask": np.ones(len(flat), dtype=np.int8), "labels": labels},
+            truncated=np.asarray(truncated, dtype=bool),
+        )
+        rejected.sort(key=lambda item: item[0])
+        return BatchResult(tokens, rejected)
+
+    def _ranges(self, row: _Row, enc: Any, n_tokens: int) -> list[tuple[int, int]]:
+        if self.options.mask == "prompt":
+            return [(0, n_tokens)]
+        spans = row.spans[-1:] if self.options.mask == "last" else row.spans
+        return [(min(enc.first_token_at(s), n_tokens), min(enc.first_token_at(e), n_tokens)) for s, e in spans]
+
+    @staticmethod
+    def _labels(flat: np.ndarray, offsets: np.ndarray, token_ranges: list[tuple[int, int, int]]) -> np.ndarray:
+        if not token_ranges:
+            return np.full(len(flat), IGNORE_INDEX, dtype=np.int32)
+        spec = np.asarray(token_ranges, dtype=np.int64)
+        base = offsets[spec[:, 0]]
+        diff = np.zeros(len(flat) + 1, dtype=np.int32)
+        np.add.at(diff, base + spec[:, 1], 1)
+        np.add.at(diff, base + spec[:, 2], -1)
+        inside = np.cumsum(diff[:-1]) > 0
+        return np.where(inside, flat, IGNORE_INDEX).astype(np.int32)
+
+    def _why_unsupervised(self, row: _Row, n_tokens: int) -> str:
+        if not row.spans:
+            return "the template marks no assistant turn to train on"
+        if self.options.max_length is not None and n_tokens >= self.options.max_length:
+            return f"the prompt alone fills --max-length {self.options.max_length}; nothing of the response fits"
+        return "no token starts inside an assistant turn"
+
+    def _shorten(self, rows: list[tuple[_Row, Any]]) -> list[tuple[_Row, Any, int | None]]:
+        """History truncation for rows over max_length: fewest dropped pairs that fit, else cut the last turn."""
+        max_length = self.options.max_length
+        assert max_length is not None
+        out: list[tuple[_Row, Any, int | None]] = []
+        candidates: list[tuple[int, int, _Row]] = []  # (row number, dropped pairs, rendered row)
+        for n, (row, _) in enumerate(rows):
+            for drop in _droppable(row.record):
+                shorter = _drop_history(row.record, drop)
+                try:
+                    candidates.append((n, drop, self._prepare_one(row.index, shorter, row.split)))
+                except RecordError:
+                    continue
+        plain = [c for c in candidates if not c[2].marked]
+        encs = self.backend.encode_batch([c[2].text for c in plain], add_special_tokens=False) if plain else []
+        enc_of = {id(c[2]): _RustRow(e, len(c[2].text)) for c, e in zip(plain, encs, strict=True)}
+        best: dict[int, tuple[_Row, Any]] = {}
+        for n, _drop, cand in candidates:
+            enc = cand.piece if cand.marked else enc_of[id(cand)]
+            if n in best and len(best[n][1].ids) <= max_length:
+                continue
+            best[n] = (cand, enc)
+        for n, (row, full) in enumerate(rows):
+            cand, enc = best.get(n, (row, full))
+            limit = None if len(enc.ids) <= max_length else max_length
+            kept = _Row(row.index, row.record, row.id, row.split, cand.text, cand.spans, cand.marked, cand.piece,
+                        truncated=True)
+            out.append((kept, enc, limit))
+        return out
+
+
+def _content_strings(record: Record) -> list[str]:
+    texts = [record.get(f) or "" for f in TEXT_FIELDS]
+    for pair in record.get("history") or []:
+        texts.extend(x for x in pair if isinstance(x, str))
+    if isinstance(record.get("tools"), str):
+        texts.append(record["tools"])
+    return [t for t in texts if isinstance(t, str) and t]
+
+
+def _marked(record: Record, specials: list[str]) -> Record:
+    """A copy whose content has each special token wrapped in markers (markers already there are dropped)."""
+    pattern = re.compile("|".join(re.escape(t) for t in specials))
+
+    def mark(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        text = text.replace(MARK_START, "").replace(MARK_END, "")
+        return pattern.sub(lambda m: f"{MARK_START}{m.group(0)}{MARK_END}", text)
+
+    out = dict(record)
+    for f in (*TEXT_FIELDS, "tools"):
+        if f in out:
+            out[f] = mark(out[f])
+    if out.get("history"):
+        out["history"] = [[mark(x) for x in pair] for pair in out["history"]]
+    return out
+
+
+def _droppable(record: Record) -> list[int]:
+    """How many leading history pairs can be dropped, fewest first, each leaving a conversation that starts
+    on a user turn (a tool result with no call before it would not make sense)."""
+    history = record.get("history") or []
+    roles = record.get("roles")
+    return [k for k in range(1, len(history) + 1) if not roles or roles[2 * k] == "user"]
+
+
+def _drop_history(record: Record, pairs: int) -> Record:
+    out = dict(record)
+    out["history"] = list(record.get("history") or [])[pairs:]
+    if record.get("roles"):
+        out["roles"] = list(record["roles"])[2 * pairs:]
+    return out
+
+
+# -- the whole run: inputs → OUTDIR ----------------------------------------------------------------------------
+
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
+
+
+@dataclass
+class TokenizeJob:
+    """What ``dataprep tokenize`` was asked to do; ``inputs`` are paths, ``-``, or ``NAME=PATH`` (split per file)."""
+
+    inputs: list[str]
+    outdir: str
+    tokenizer: str
+    task: str = "causal"
+    template: str | None = None
+    causal: CausalOptions = field(default_factory=CausalOptions)
+    classify: Any = None  # dataprep.classify.ClassifyOptions for task="classification"
+    trust_remote_code: bool = False
+    force: bool = False
+    batch_size: int = 1024
+    input_format: str | None = None
+    rejects: str | None = None
+
+
+@dataclass
+class TokenizeResult:
+    up_to_date: bool
+    manifest: dict[str, Any]
+    summary: str
+    report: Any = None
+
+
+def parse_input(arg: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` names the split of every row of PATH; a plain path (or one that exists as given) does not."""
+    name, sep, path = arg.partition("=")
+    if sep and path and SPLIT_NAME.match(name) and not _exists(arg):
+        return name, path
+    return None, arg
+
+
+def _exists(path: str) -> bool:
+    from pathlib import Path
+
+    return path == "-" or Path(path).exists()
+
+
+def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResult:
+    """Tokenize ``job.inputs`` into the DatasetDict folder ``job.outdir``; skip the work when it is up to date."""
+    import time
+
+    from dataprep import manifest as mf
+    from dataprep.errors import UsageProblem
+    from dataprep.stage import StageReport
+    from dataprep.tokenizer_io import load_tokenizer, tokenizer_facts, tokenizer_files_sha256
+
+    started = time.perf_counter()
+    parsed = [parse_input(a) for a in job.inputs]
+    if sum(1 for _, p in parsed if p == "-") > 1:
+        raise UsageProblem("stdin ('-') can be given only once")
+    mf.check_target(job.outdir, job.force)
+    tokenizer = load_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
+    encoder, template_facts, options = _encoder_for(job, tokenizer)
+    out = mf.OutputDir(job.outdir, encoder.schema)
+    ok = False
+    report = StageReport("tokenize", job.rejects)
+    try:
+        inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
+        tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
+        parts = mf.key_parts(task=job.task, options=options, inputs=inputs, tokenizer_sha256=tok_sha,
+                             template=template_facts)
+        key = mf.cache_key(parts)
+        old = mf.read_manifest(job.outdir)
+        if old is not None and old.get("key") == key and not job.force:
+            out.abort()
+            report.close(ok=False)
+            ok = True
+            rows = old.get("totals", {}).get("rows_out", 0)
+            summary = f"tokenize: {job.outdir} is up to date (key {key[:12]}, {rows:,} rows; --force to redo)"
+            return TokenizeResult(True, old, summary)
+        stats = _run(job, encoder, inputs, out, report, progress)
+        report.check()
+        out.finish_splits(key, getattr(encoder, "rewrite_split", None))
+        tokenizer.save_pretrained(str(out.staging / mf.TOKENIZER_DIR))
+        facts = tokenizer_facts(tokenizer)
+        facts["files_sha256"] = tok_sha
+        manifest = {
+            "dataprep_version": parts["dataprep_version"],
+            "key": key,
+            "task": job.task,
+            "options": options,
+            "template": template_facts,
+            "tokenizer": facts,
+            "inputs": [{"name": f.name, "split": f.split, "bytes": f.bytes, "sha256": f.sha256} for f in inputs],
+            "splits": {s: stats["splits"][s] for s in out.splits},
+            "rejected": dict(sorted(report.reasons.items())),
+            "totals": {
+                "rows_in": report.rows_in, "rows_out": report.rows_out, "rejected": report.rejected,
+                "truncated": stats["truncated"], "tokens": stats["tokens"],
+                "supervised_tokens": stats["supervised_tokens"],
+            },
+        }
+        labels = getattr(encoder, "label_names", None)
+        if labels is not None:
+            manifest["labels"] = {"field": job.classify.label, "names": list(labels),
+                                  "ids": {name: i for i, name in enumerate(labels)}}
+        mf.write_json(out.staging / mf.MANIFEST, manifest)
+        (out.staging / mf.CARD).write_text(mf.dataset_card(manifest), encoding="utf-8")
+        out.commit()
+        report.close(ok=True)
+        ok = True
+    finally:
+        if not ok:
+            out.abort()
+            report.close(ok=False)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return TokenizeResult(False, manifest, _summary(report, stats, out.splits, elapsed), report)
+
+
+def _encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
+    import hashlib
+
+    if job.task == "classification":
+        from dataprep.classify import PairClassifier
+
+        encoder = PairClassifier(tokenizer, job.classify)
+        return encoder, None, encoder.key_options()
+    from dataprep.template import load_template
+
+    template = load_template(job.template, tokenizer)
+    facts = {
+        "name": template.name,
+        "sha256": hashlib.sha256(template.source.encode("utf-8")).hexdigest(),
+        "default_system": template.default_system,
+    }
+    o = job.causal
+    options = {"max_length": o.max_length, "mask": o.mask, "truncation": o.truncation,
+               "special_tokens": o.special_tokens}
+    return CausalTokenizer(tokenizer, template, o), facts, options
+
+
+def _run(job: TokenizeJob, encoder: Any, inputs: list[Any], out: Any, report: Any, progress: Any) -> dict[str, Any]:
+    """Read → prepare (this thread) → encode (worker thread, Rust) → label + write, one batch in flight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dataprep.io import read_batches
+
+    stats: dict[str, Any] = {"splits": {}, "truncated": 0, "tokens": 0, "supervised_tokens": 0}
+
+    def settle(batch: Any, prepared: Any, future: Any) -> None:
+        result = encoder.finish(prepared, future.result())
+        for index, item in result.rejected:
+            report.reject(item.record, item.reason, item.detail, count_in=False, location=batch.location(index))
+        tokens = result.tokens
+        report.rows_out += len(tokens)
+        stats["truncated"] += int(tokens.truncated.sum())
+        _write_splits(tokens, out, encoder, stats)
+        if progress is not None:
+            progress.update(len(batch))
+
+    pending: tuple[Any, Any, Any] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataprep-encode") as pool:
+        for source in inputs:
+            for batch in read_batches(source.path, fmt=source.fmt or job.input_format, batch_size=job.batch_size):
+                if source.name == "<stdin>":
+                    batch.source = "<stdin>"
+                report.rows_in += len(batch)
+                splits, bad = _row_splits(batch.records, source.split)
+                for index, detail in bad:
+                    report.reject(batch.records[index], "invalid_split", detail, count_in=False,
+                                  location=batch.location(index))
+                prepared = encoder.prepare(batch.records, splits)
+                future = pool.submit(encoder.encode, prepared)
+                if pending is not None:
+                    settle(*pending)
+                pending = (batch, prepared, future)
+        if pending is not None:
+            settle(*pending)
+    return stats
+
+
+def _row_splits(records: list[Record], fixed: str | None) -> tuple[list[str], list[tuple[int, str]]]:
+    """Each row's split; a bad split name is reported and the row skipped (its split becomes ``None``)."""
+    if fixed is not None:
+        return [fixed] * len(records), []
+    splits: list[Any] = []
+    bad: list[tuple[int, str]] = []
+    for i, record in enumerate(records):
+        name = record.get("split") or "train"
+        if not isinstance(name, str) or not SPLIT_NAME.match(name):
+            bad.append((i, f"split {name!r} is not a valid split name (letters, digits, _ and .)"))
+            name = None
+        splits.append(name)
+    return splits, bad
+
+
+def _write_splits(tokens: TokenizedBatch, out: Any, encoder: Any, stats: dict[str, Any]) -> None:
+    if not len(tokens):
+        return
+    splits = np.asarray(tokens.splits)
+    supervised = tokens.columns["labels"] != IGNORE_INDEX if encoder.task == "causal" else None
+    row_of_token = None
+    for name in sorted(set(tokens.splits)):
+        rows = np.flatnonzero(splits == name)
+        part = tokens if len(rows) == len(tokens) else tokens.select(rows)
+        out.write(name, part.to_arrow(encoder.schema))
+        s = stats["splits"].setdefault(name, {"rows": 0, "tokens": 0, "supervised_tokens": 0, "truncated": 0})
+        n_tokens = int(part.lengths.sum())
+        s["rows"] += len(part)
+        s["truncated"] += int(part.truncated.sum())
+        s["tokens"] += n_tokens
+        stats["tokens"] += n_tokens
+        if supervised is not None:
+            if row_of_token is None:
+                row_of_token = np.repeat(splits, tokens.lengths)
+            n_sup = int(supervised[row_of_token == name].sum())
+            s["supervised_tokens"] += n_sup
+            stats["supervised_tokens"] += n_sup
+        else:
+            s["supervised_tokens"] = None
+            stats["supervised_tokens"] = None
+
+
+def _summary(report: Any, stats: dict[str, Any], splits: list[str], elapsed: float) -> str:
+    report.extra["truncated"] = stats["truncated"]
+    report.extra["tokens"] = f"{stats['tokens']:,}"
+    if stats["supervised_tokens"] is not None and stats["tokens"]:
+        report.extra["supervised"] = f"{100 * stats['supervised_tokens'] / stats['tokens']:.1f}%"
+    report.extra["splits"] = " ".join(f"{s}={stats['splits'][s]['rows']}" for s in splits) or "none"
+    report.extra["rows/s"] = f"{report.rows_in / elapsed:,.0f}"
+    return report.summary()

@@ -1,0 +1,205 @@
+"""dataprep filter: each rule and its reason, rule order, rejects file, dedup, banned words, regex."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import invoke
+
+from dataprep.filter import DedupState, FilterOptions, content_key, filter_batch
+from dataprep.io import dumps
+from dataprep.records import Record, make_record
+
+
+def jsonl(records: list[Record]) -> str:
+    return "".join(dumps(r) + "\n" for r in records)
+
+
+def lines(text: str) -> list[Record]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def run_filter(records: list[Record], *args: str, tmp_path: Path) -> tuple[list[Record], list[Record], str]:
+    rejects = tmp_path / "rejects.jsonl"
+    result = invoke("filter", "-", "--rejects", rejects, *args, input=jsonl(records))
+    assert result.exit_code == 0, result.stderr
+    return lines(result.stdout), lines(rejects.read_text()), result.stderr
+
+
+GOOD = make_record(prompt="Colour?", response="Blue!!", id="good")  # 7 + 6 chars: passes every case below
+
+
+@pytest.mark.parametrize(
+    ("record", "args", "reason", "detail"),
+    [
+        (make_record(prompt="p", response=" \n\t ", id="x"), [], "empty_response",
+         "response is empty after stripping whitespace"),
+        (make_record(prompt="p", response="  abcde  ", id="x"), ["--min-response-chars", "6"], "response_too_short",
+         "response has 5 chars, minimum is 6"),
+        (make_record(prompt="p", response="abcdefg", id="x"), ["--max-response-chars", "6"], "response_too_long",
+         "response has 7 chars, maximum is 6"),
+        (make_record(prompt="ab", query="c", response="fine", id="x"), ["--min-prompt-chars", "5"],
+         "prompt_too_short", "prompt has 4 chars, minimum is 5"),
+        (make_record(prefix="sys", prompt="ab", query="c", response="resp", history=[["h1", "h2"]], id="x"),
+         ["--max-chars", "13"], "too_long", "record has 14 chars of text, maximum is 13"),
+        (make_record(prompt="Tell me about Darn things", response="ok then", id="x"),
+         ["--banned-words", "WORDS"], "banned_word", "contains banned word 'darn'"),
+        (make_record(prompt="see http://x.org", response="ok then", id="x"),
+         ["--drop-regex", r"\d{3}", "--drop-regex", "https?://"], "regex_match", "matches --drop-regex 'https?://'"),
+    ],
+)
+def test_each_rule_rejects_with_its_reason(tmp_path, record, args, reason, detail):
+    (tmp_path / "words.txt").write_text("# comment\n\ndarn\n")
+    args = [str(tmp_path / "words.txt") if a == "WORDS" else a for a in args]
+    kept, rejected, stderr = run_filter([GOOD, record], *args, tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["good"]
+    assert len(rejected) == 1
+    assert {k: rejected[0][k] for k in ("id", "stage", "reason", "detail")} == {
+        "id": "x", "stage": "filter", "reason": reason, "detail": detail}
+    assert stderr == f"filter: 2 in, 1 out, 1 rejected ({reason}: 1)\n"
+
+
+def test_thresholds_are_inclusive_and_count_code_points(tmp_path):
+    records = [make_record(prompt="p", response="  ünï  ", id="a"), make_record(prompt="p", response="日本語!", id="b")]
+    kept, rejected, _ = run_filter(records, "--min-response-chars", "3", "--max-response-chars", "4",
+                                   tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["a", "b"]
+    assert rejected == []
+
+
+def test_first_failing_rule_wins_in_documented_order(tmp_path):
+    record = make_record(prompt="x", response="darn", id="x")
+    (tmp_path / "w.txt").write_text("darn\n")
+    _, rejected, _ = run_filter([record], "--min-response-chars", "10", "--min-prompt-chars", "5",
+                                "--banned-words", str(tmp_path / "w.txt"), "--drop-regex", "d", tmp_path=tmp_path)
+    assert rejected[0]["reason"] == "response_too_short"
+    _, rejected, _ = run_filter([record], "--min-prompt-chars", "5", "--banned-words", str(tmp_path / "w.txt"),
+                                tmp_path=tmp_path)
+    assert rejected[0]["reason"] == "prompt_too_short"
+    _, rejected, _ = run_filter([record], "--banned-words", str(tmp_path / "w.txt"), "--drop-regex", "d",
+                                tmp_path=tmp_path)
+    assert rejected[0]["reason"] == "banned_word"
+
+
+def test_banned_words_any_case_whole_words_and_phrases(tmp_path):
+    (tmp_path / "w.txt").write_text("bad word\nC++\nhell\n")
+    records = [
+        make_record(prompt="This is a BAD   WORD", response="fine answer", id="spaces"),
+        make_record(prompt="so, Bad Word!", response="fine answer", id="phrase"),
+        make_record(prompt="write c++ code", response="fine answer", id="symbol"),
+        make_record(prompt="hello there", response="fine answer", id="inside"),
+        make_record(prompt="badword", response="fine answer", id="joined"),
+        make_record(prompt="q", response="fine answer", history=[["oh HELL.", "a"]], id="history"),
+    ]
+    kept, rejected, _ = run_filter(records, "--banned-words", str(tmp_path / "w.txt"), tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["spaces", "inside", "joined"]
+    assert [(r["id"], r["detail"]) for r in rejected] == [
+        ("phrase", "contains banned word 'bad word'"),
+        ("symbol", "contains banned word 'C++'"),
+        ("history", "contains banned word 'hell'"),
+    ]
+
+
+def test_regex_sees_every_field_one_line_each(tmp_path):
+    records = [
+        make_record(prefix="SYSTEM", prompt="a", response="fine answer", id="prefix"),
+        make_record(prompt="a", response="fine answer", history=[["x", "SYSTEM"]], id="history"),
+        make_record(prompt="a", response="fine answer", id="clean"),
+    ]
+    kept, rejected, _ = run_filter(records, "--drop-regex", "(?im)^system$", tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["clean"]
+    assert [r["id"] for r in rejected] == ["prefix", "history"]
+
+
+def test_dedup_keeps_the_first_and_names_it(tmp_path):
+    records = [
+        make_record(prompt="What is 2+2?", response="Four.", id="first"),
+        make_record(prompt="what  is 2+2?\n", response="FOUR.", id="second"),
+        make_record(prompt="What is 2+2?", response="Four.", query="exactly", id="other"),
+        make_record(prompt="What is 2+2?", response="Four.", id="third"),
+    ]
+    kept, rejected, stderr = run_filter(records, "--dedup", "exact", tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["first", "other"]
+    assert [(r["id"], r["reason"], r["detail"]) for r in rejected] == [
+        ("second", "duplicate", "same content as kept id first"),
+        ("third", "duplicate", "same content as kept id first"),
+    ]
+    assert stderr == "filter: 4 in, 2 out, 2 rejected (duplicate: 2)\n"
+
+
+def test_dedup_state_spans_batches_and_ignores_rejected_rows():
+    options = FilterOptions(dedup="exact", min_response_chars=3)
+    seen = DedupState()
+    short = make_record(prompt="p", response="ab", id="short")
+    kept1, rejected1 = filter_batch([short], options, seen)
+    assert (kept1, [r.reason for r in rejected1]) == ([], ["response_too_short"])
+    later = make_record(prompt="p", response="abc", id="a")
+    kept2, _ = filter_batch([later], options, seen)
+    kept3, rejected3 = filter_batch([make_record(prompt="P", response="ABC", id="b")], options, seen)
+    assert [r["id"] for r in kept2] == ["a"] and kept3 == []
+    assert rejected3[0].detail == "same content as kept id a"
+
+
+def test_content_key_separates_fields_and_folds_case():
+    a = make_record(prompt="a b", response="c")
+    assert content_key(a) == content_key(make_record(prompt=" A\tB ", response="C"))
+    assert content_key(a) != content_key(make_record(prompt="a", query="b", response="c"))
+    assert content_key(make_record(prompt="Straße", response="x")) == content_key(make_record(prompt="STRASSE",
+                                                                                               response="x"))
+
+
+def test_output_is_input_order_and_repeatable(tmp_path):
+    records = [make_record(prompt=f"p{i}", response="r" * (i % 7), id=str(i)) for i in range(50)]
+    first = invoke("filter", "-", "--min-response-chars", "3", input=jsonl(records))
+    second = invoke("filter", "-", "--min-response-chars", "3", input=jsonl(records))
+    assert first.stdout == second.stdout
+    assert [r["id"] for r in lines(first.stdout)] == [str(i) for i in range(50) if i % 7 >= 3]
+
+
+def test_bad_regex_and_missing_word_file_are_usage_errors(tmp_path):
+    result = invoke("filter", "-", "--drop-regex", "((", input=jsonl([GOOD]))
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --drop-regex '((' is not a valid regex: unclosed group\n"
+    missing = tmp_path / "nope.txt"
+    result = invoke("filter", "-", "--banned-words", missing, input=jsonl([GOOD]))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {missing}: no such file\n"
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(dumps(GOOD) + "\n{oops\n")
+    result = invoke("filter", path)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}:2: malformed JSON")
+    result = invoke("filter", path, "--on-error", "reject", "--rejects", tmp_path / "rej.jsonl")
+    assert result.exit_code == 0
+    assert result.stderr == "filter: 2 in, 1 out, 1 rejected (malformed_json: 1)\n"
+
+
+def test_quiet_and_help():
+    result = invoke("filter", "-", "--quiet", input=jsonl([GOOD]))
+    assert result.stderr == "" and len(lines(result.stdout)) == 1
+    help_text = invoke("filter", "--help").stdout
+    assert "Examples:" in help_text and "--dedup" in help_text
+
+
+def test_filter_does_not_import_heavy_modules():
+    import subprocess
+    import sys
+
+    code = "import sys, dataprep.cli.filter_cmd; print(sorted(m for m in ('datasets', 'transformers', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_real_alpaca_demo_data(shared_data, tmp_path):
+    raw = json.loads((shared_data / "llamafactory" / "alpaca_en_demo.json").read_text())
+    records = [make_record(prompt=r["instruction"], query=r["input"], response=r["output"]) for r in raw]
+    kept, rejected, stderr = run_filter(records, "--min-response-chars", "6", "--dedup", "exact", tmp_path=tmp_path)
+    expected = sum(len(r["output"].strip()) > 5 for r in raw)
+    assert len(kept) + len(rejected) == len(raw)
+    assert sum(r["reason"] in ("empty_response", "response_too_short") for r in rejected) == len(raw) - expected
+    assert stderr.startswith(f"filter: {len(raw)} in, {len(kept)} out")

@@ -1,0 +1,408 @@
+"""Chat templates: exact agreement with transformers' apply_chat_template, spans, built-ins vs reference templates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataprep import records
+from dataprep.errors import UsageProblem
+from dataprep.records import RecordError
+from dataprep.template import BUILTIN_TEMPLATES, ChatTemplate, load_template, special_tokens_in
+from tests.conftest import FIXTURES
+
+REFERENCES = Path(__file__).parent / "reference_templates"
+TINY_BPE = FIXTURES / "tokenizers" / "tiny-bpe"
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "function_call": "function_call", "observation": "tool"}
+
+
+def _auto(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Any:
+    return _auto(TINY_BPE)
+
+
+@pytest.fixture(scope="module")
+def qwen() -> Any:
+    from tests.conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not present at {SHARED_DATA}")
+    return _auto(SHARED_DATA / "tokenizers" / "qwen2.5")
+
+
+@pytest.fixture(scope="module")
+def gpt2() -> Any:
+    from tests.conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not present at {SHARED_DATA}")
+    return _auto(SHARED_DATA / "tokenizers" / "gpt2")
+
+
+def reference(tokenizer: Any, record: records.Record, **kwargs: Any) -> str:
+    """What transformers renders for the record: the ground truth every template here is held to."""
+    return tokenizer.apply_chat_template(
+        records.to_messages(record), tools=records.parse_tools(record.get("tools")), tokenize=False, **kwargs
+    )
+
+
+def assert_spans(rendered: Any, record: records.Record, end_marker: str) -> None:
+    """Spans are ordered, disjoint, inside the text; a plain reply's span is exactly content + end marker."""
+    assert rendered.turns, "no supervised turn"
+    previous_end = 0
+    for start, end in rendered.turns:
+        assert previous_end <= start < end <= len(rendered.text)
+        previous_end = end
+    replies = [(role, text) for role, text in records.turns(record) if role in records.ASSISTANT_ROLES]
+    assert len(replies) == len(rendered.turns)
+    for (role, content), (start, end) in zip(replies, rendered.turns, strict=True):
+        piece = rendered.text[start:end]
+        if role == "assistant":
+            assert piece == content + end_marker
+        else:
+            assert piece.endswith(end_marker) and "<tool_call>" in piece
+
+
+def alpaca_records(rows: list[dict[str, Any]]) -> list[records.Record]:
+    return [
+        records.make_record(prompt=r["instruction"], query=r.get("input", ""), response=r["output"],
+                            history=r.get("history"))
+        for r in rows
+    ]
+
+
+def sharegpt_records(rows: list[dict[str, Any]]) -> tuple[list[records.Record], int]:
+    out, skipped = [], 0
+    for row in rows:
+        messages = [{"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]} for t in row["conversations"]]
+        try:
+            out.append(records.from_messages(messages, tools=row.get("tools") or None))
+        except RecordError:
+            skipped += 1
+    return out, skipped
+
+
+# --- the tokenizer's own template: real Qwen2.5 on real data ------------------------------------------------
+
+
+def test_qwen_multi_turn_lima_history_is_exact(qwen: Any, shared_data: Path) -> None:
+    rows = [r for r in json.loads((shared_data / "llamafactory" / "lima.json").read_text()) if r.get("history")]
+    assert len(rows) >= 20
+    template = load_template(None, qwen)
+    assert template.name == "tokenizer" and template.default_system == QWEN_SYSTEM
+    for record in alpaca_records(rows):
+        rendered = template.render(record)
+        assert rendered.text == reference(qwen, record)
+        assert len(rendered.turns) == len(record["history"]) + 1
+        assert_spans(rendered, record, "<|im_end|>")
+
+
+def test_qwen_alpaca_zh_is_exact(qwen: Any, shared_data: Path) -> None:
+    rows = json.loads((shared_data / "llamafactory" / "alpaca_zh_demo.json").read_text())[:300]
+    template = load_template("tokenizer", qwen)
+    for record in alpaca_records(rows):
+        rendered = template.render(record)
+        assert rendered.text == reference(qwen, record)
+        assert_spans(rendered, record, "<|im_end|>")
+
+
+def test_qwen_kto_messages_are_exact(qwen: Any, shared_data: Path) -> None:
+    rows = json.loads((shared_data / "llamafactory" / "kto_en_demo.json").read_text())
+    template = load_template(None, qwen)
+    for row in rows:
+        record = records.from_messages(row["messages"])
+        rendered = template.render(record)
+        assert rendered.text == reference(qwen, record)
+        assert_spans(rendered, record, "<|im_end|>")
+
+
+@pytest.mark.parametrize("name", ["glaive_toolcall_en_demo.json", "glaive_toolcall_zh_demo.json"])
+def test_qwen_tool_calls_are_exact(qwen: Any, shared_data: Path, name: str) -> None:
+    converted, skipped = sharegpt_records(json.loads((shared_data / "llamafactory" / name).read_text()))
+    assert len(converted) >= 250 and skipped < 50
+    with_calls = [r for r in converted if "function_call" in (r.get("roles") or [])]
+    assert len(with_calls) >= 100
+    template = load_template(None, qwen)
+    for record in converted:
+        rendered = template.render(record)
+        assert rendered.text == reference(qwen, record)
+        assert_spans(rendered, record, "<|im_end|>")
+
+
+def test_qwen_function_call_span_is_the_generated_call(qwen: Any) -> None:
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+            "name": "weather", "arguments": '{"city": "巴黎"}'}}]},
+        {"role": "tool", "content": '{"celsius": 3}'},
+        {"role": "assistant", "content": "3 °C."},
+    ]
+    record = records.from_messages(messages, tools='[{"name": "weather", "parameters": {}}]')
+    rendered = load_template(None, qwen).render(record)
+    first, second = (rendered.text[s:e] for s, e in rendered.turns)
+    assert first == '<tool_call>\n{"name": "weather", "arguments": {"city": "巴黎"}}\n</tool_call><|im_end|>'
+    assert second == "3 °C.<|im_end|>"
+    assert rendered.text[: rendered.turns[0][0]].endswith("<|im_start|>assistant\n")
+
+
+def test_qwen_default_system_only_without_prefix(qwen: Any) -> None:
+    template = load_template(None, qwen)
+    bare = template.render(records.make_record(prompt="Hi", response="Hello"))
+    own = template.render(records.make_record(prompt="Hi", response="Hello", prefix="Be terse."))
+    assert QWEN_SYSTEM in bare.text
+    assert QWEN_SYSTEM not in own.text and own.text.startswith("<|im_start|>system\nBe terse.<|im_end|>")
+
+
+# --- the tiny BPE tokenizer's template: a property over generated conversations -------------------------------
+
+texts = st.text(max_size=40)
+tool_names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
+arguments = st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True),
+                            st.one_of(st.integers(), texts, st.booleans()), max_size=3)
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> tuple[list[dict[str, Any]], str | None]:
+    messages: list[dict[str, Any]] = []
+    if draw(st.booleans()):
+        messages.append({"role": "system", "content": draw(texts)})
+    uses_tools = False
+    for _ in range(draw(st.integers(1, 4))):
+        messages.append({"role": "user", "content": draw(texts)})
+        if draw(st.integers(0, 3)) == 0:
+            uses_tools = True
+            calls = [{"type": "function", "function": {"name": draw(tool_names), "arguments": draw(arguments)}}
+                     for _ in range(draw(st.integers(1, 2)))]
+            messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+            messages.append({"role": "tool", "content": draw(texts)})
+        messages.append({"role": "assistant", "content": draw(texts)})
+    tools = json.dumps([{"name": "f", "description": draw(texts), "parameters": {}}]) if uses_tools else None
+    return messages, tools
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conversation=conversations())
+def test_tiny_bpe_template_matches_apply_chat_template(tiny: Any, conversation: Any) -> None:
+    messages, tools = conversation
+    record = records.from_messages(messages, tools=tools)
+    rendered = load_template(None, tiny).render(record)
+    assert rendered.text == reference(tiny, record)
+    assert_spans(rendered, record, "<|im_end|>")
+
+
+def test_tiny_bpe_has_no_default_system(tiny: Any) -> None:
+    template = load_template(None, tiny)
+    assert template.default_system is None
+    assert template.render(records.make_record(prompt="q", response="a")).text.startswith("<|im_start|>user\n")
+
+
+# --- built-ins against the model families' own templates ----------------------------------------------------
+
+plain_texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@st.composite
+def plain_conversations(draw: st.DrawFn) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": draw(plain_texts)}] if draw(st.booleans()) else []
+    for _ in range(draw(st.integers(1, 4))):
+        messages += [{"role": "user", "content": draw(plain_texts)},
+                     {"role": "assistant", "content": draw(plain_texts)}]
+    return messages
+
+
+FAMILY_TOKENS = {
+    "chatml": ("chatml.jinja", {}),
+    "llama3": ("llama3.jinja", {"bos_token": "<|begin_of_text|>"}),
+    "mistral": ("mistral_v0.1.jinja", {"bos_token": "<s>", "eos_token": "</s>"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_TOKENS))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=plain_conversations(), open_turn=st.booleans())
+def test_builtin_renders_like_the_family_template(tiny: Any, name: str, messages: list[dict[str, str]],
+                                                   open_turn: bool) -> None:
+    file, tokens = FAMILY_TOKENS[name]
+    ours = ChatTemplate(name, (Path(records.__file__).parent / "templates" / f"{name}.jinja").read_text(), tokens)
+    theirs = (REFERENCES / file).read_text()
+    if open_turn:  # a prompt awaiting its reply, as at inference: the generation prompt must agree too
+        messages = messages[:-1]
+    expected = tiny.apply_chat_template(messages, chat_template=theirs, tokenize=False,
+                                        add_generation_prompt=open_turn, **tokens)
+    assert ours.render_messages(messages, add_generation_prompt=open_turn) == expected
+    if not open_turn:
+        record = records.from_messages(messages)
+        ends = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>"}
+        rendered = ours.render(record)
+        for (start, end), (role, content) in zip(
+            rendered.turns, [t for t in records.turns(record) if t[0] == "assistant"], strict=True
+        ):
+            body = content.strip() if name == "llama3" else content
+            assert rendered.text[start:end] == (" " if name == "mistral" else "") + body + ends[name]
+
+
+def test_builtins_need_the_tokens_they_write(gpt2: Any) -> None:
+    with pytest.raises(UsageProblem, match="writes bos_token, but no --tokenizer was given"):
+        load_template("llama3", None)
+    with pytest.raises(UsageProblem, match="writes eos_token"):
+        load_template("alpaca", None)
+    assert load_template("chatml", None).default_system is None
+    for name in BUILTIN_TEMPLATES:
+        assert load_template(name, gpt2).name == name
+
+
+@pytest.mark.parametrize("name", BUILTIN_TEMPLATES)
+def test_builtins_with_gpt2_match_transformers(gpt2: Any, name: str) -> None:
+    template = load_template(name, gpt2)
+    samples = [
+        records.make_record(prompt="Name a colour.", response="Blue."),
+        records.make_record(prompt="Translate:", query="Guten Tag", response="Good day", prefix="Be exact."),
+        records.make_record(prompt="And 3+3?", response=" 6 ", history=[["2+2?", "4"], ["5+5?", "10\n"]]),
+    ]
+    for record in samples:
+        messages, tools = template.messages_of(record)
+        rendered = template.render(record)
+        assert rendered.text == gpt2.apply_chat_template(messages, tools=tools, chat_template=template.source,
+                                                         tokenize=False)
+        assert len(rendered.turns) == len(record["history"]) + 1
+        for start, end in rendered.turns:
+            assert rendered.text[start:end].endswith("<|endoftext|>" if name != "llama3" and name != "chatml"
+                                                     else ("<|eot_id|>" if name == "llama3" else "<|im_end|>"))
+
+
+def test_alpaca_layout_follows_seed_000(gpt2: Any) -> None:
+    template = load_template("alpaca", gpt2)
+    with_input = template.render(records.make_record(prompt="Sum these.", query="2 3", response="5"))
+    assert with_input.text == "### Instruction:\nSum these.\n\n### Input:\n2 3\n\n### Response:\n5<|endoftext|>"
+    assert [with_input.text[s:e] for s, e in with_input.turns] == ["5<|endoftext|>"]
+    plain = template.render(records.make_record(prompt="Say hi.", response="Hi"))
+    assert plain.text == "### Instruction:\nSay hi.\n\n### Response:\nHi<|endoftext|>"
+    assert template.default_system is None
+
+
+def test_default_layout_follows_seed_003(gpt2: Any) -> None:
+    template = load_template("default", gpt2)
+    system = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+              "helpful, detailed, and polite answers to the user's questions.")
+    assert template.default_system == system
+    record = records.make_record(prompt="你好", response="你好！", history=[["问题一", "回答一"]])
+    rendered = template.render(record)
+    assert rendered.text == (f"{system}\nHuman: 问题一\nAssistant: 回答一<|endoftext|>"
+                             "\nHuman: 你好\nAssistant: 你好！<|endoftext|>")
+    own = template.render(records.make_record(prompt="q", response="a", prefix="Custom."))
+    assert own.text == "Custom.\nHuman: q\nAssistant: a<|endoftext|>" and system not in own.text
+
+
+def test_plain_layout_follows_seed_004(gpt2: Any) -> None:
+    rendered = load_template("plain", gpt2).render(records.make_record(prompt="Hi", response="Hello"))
+    assert rendered.text == "<|user|>\nHi\n<|assistant|>\nHello<|endoftext|>"
+    assert [rendered.text[s:e] for s, e in rendered.turns] == ["Hello<|endoftext|>"]
+
+
+def test_family_builtins_refuse_tool_calls(gpt2: Any) -> None:
+    record = records.from_messages([
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+        {"role": "tool", "content": "1"},
+        {"role": "assistant", "content": "done"},
+    ])
+    for name in BUILTIN_TEMPLATES:
+        with pytest.raises(RecordError, match="tool") as info:
+            load_template(name, gpt2).render(record)
+        assert info.value.reason == "template_error"
+
+
+# --- user templates and failure paths ------------------------------------------------------------------------
+
+
+def test_template_that_rewrites_history_is_not_incremental(tmp_path: Path) -> None:
+    path = tmp_path / "rewrites.jinja"
+    path.write_text("{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m.content }}|{% endfor %}")
+    template = load_template(str(path), None)
+    record = records.make_record(prompt="q2", response="a2", history=[["q1", "a1"]])
+    with pytest.raises(RecordError) as info:
+        template.render(record)
+    assert info.value.reason == "template_not_incremental"
+
+
+def test_mistral_v03_style_system_placement_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "v03.jinja"
+    path.write_text(
+        "{% set sys = messages[0].content if messages[0].role == 'system' else none %}"
+        "{% for m in messages if m.role != 'system' %}{% if m.role == 'user' %}[INST]"
+        "{% if loop.last and sys %}{{ sys }}\n\n{% endif %}{{ m.content }}[/INST]{% else %}{{ m.content }}</s>"
+        "{% endif %}{% endfor %}"
+    )
+    record = records.make_record(prompt="q", response="a", prefix="System.")
+    with pytest.raises(RecordError, match="not a prefix") as info:
+        load_template(str(path), None).render(record)
+    assert info.value.reason == "template_not_incremental"
+
+
+def test_user_template_file_gets_hf_variables(tmp_path: Path, tiny: Any) -> None:
+    path = tmp_path / "mine.jinja"
+    path.write_text("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% if m.role == 'assistant' %}"
+                    "{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+    template = load_template(str(path), tiny)
+    rendered = template.render(records.make_record(prompt="q", response="a"))
+    assert rendered.text == "<user>q\n<assistant>a<|im_end|>\n"
+    assert [rendered.text[s:e] for s, e in rendered.turns] == ["a<|im_end|>"]
+
+
+def test_load_errors_are_one_line_usage_problems(tmp_path: Path, gpt2: Any) -> None:
+    with pytest.raises(UsageProblem, match="no chat template to render with: no --tokenizer was given"):
+        load_template(None, None)
+    with pytest.raises(UsageProblem, match="the tokenizer has no chat_template"):
+        load_template(None, gpt2)
+    with pytest.raises(UsageProblem, match="unknown template 'nope'"):
+        load_template("nope", None)
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("line one\n{% for m in messages %}")
+    with pytest.raises(UsageProblem, match=r"bad.jinja:2: template syntax error"):
+        load_template(str(bad), None)
+
+
+def test_sandbox_blocks_mutation_and_reports_raise_exception(tmp_path: Path) -> None:
+    mutate = tmp_path / "mutate.jinja"
+    mutate.write_text("{{ messages.append(1) }}")
+    with pytest.raises(RecordError) as info:
+        load_template(str(mutate), None).render(records.make_record(prompt="q", response="a"))
+    assert info.value.reason == "template_error" and "unsafe" in info.value.detail
+    raising = tmp_path / "raise.jinja"
+    raising.write_text("{{ raise_exception('no system prompts here') }}")
+    with pytest.raises(RecordError, match="^no system prompts here$"):
+        load_template(str(raising), None).render(records.make_record(prompt="q", response="a"))
+
+
+def test_strftime_now_is_pinned_by_source_date_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "dated.jinja"
+    path.write_text("{{ strftime_now('%Y-%m-%d') }}{% for m in messages %}|{{ m.content }}{% endfor %}")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    template = load_template(str(path), None)
+    assert template.uses_clock
+    assert template.render(records.make_record(prompt="q", response="a")).text == "1970-01-02|q|a"
+
+
+def test_tojson_keeps_unicode_and_html_characters(tmp_path: Path) -> None:
+    path = tmp_path / "json.jinja"
+    path.write_text("{% for m in messages %}{{ m | tojson }}{% endfor %}")
+    text = load_template(str(path), None).render_messages([{"role": "user", "content": "<b>&'巴黎'"}])
+    assert text == '{"role": "user", "content": "<b>&\'巴黎\'"}'
+
+
+def test_special_tokens_in(tiny: Any) -> None:
+    assert special_tokens_in("say <|im_end|> twice <|im_end|> and <|endoftext|>", tiny) == [
+        "<|im_end|>", "<|endoftext|>"]
+    assert special_tokens_in("<|im_start |> nothing", tiny) == []
