@@ -17,8 +17,8 @@ Usage: python bin/bench_spine.py [--runs 3] [--shared DIR]
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_bench_data import DEFAULT_SHARED, bench_rows  # noqa: E402
+from make_bench_data import DEFAULT_SHARED  # noqa: E402
 
 STAGES = (
     ["normalize", "{input}"],
@@ -81,8 +81,8 @@ print(len(split["train"]), len(split["test"]))
 """
 
 
-def run_dataprep(data: Path, work: Path) -> tuple[float, list[int], int]:
-    """Wall seconds, peak RSS (KiB) per stage, rows written."""
+def run_dataprep(data: Path, work: Path) -> tuple[float, list[float], list[int], int]:
+    """Wall seconds, CPU seconds and peak RSS (KiB) per stage, rows written."""
     out_path = work / "out.jsonl"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(work)}
     start = time.perf_counter()
@@ -97,28 +97,34 @@ def run_dataprep(data: Path, work: Path) -> tuple[float, list[int], int]:
                 stdin.close()
             stdin = proc.stdout
             procs.append(proc)
-        peaks = []
+        peaks, cpu = [], []
         for proc in procs:
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             if proc.returncode:
                 raise SystemExit(f"dataprep {proc.args[3]} failed:\n{(work / 'stderr.txt').read_text()}")
             peaks.append(usage.ru_maxrss)
+            cpu.append(usage.ru_utime + usage.ru_stime)
     elapsed = time.perf_counter() - start
     with open(out_path, "rb") as f:
         rows = sum(1 for _ in f)
-    return elapsed, peaks, rows
+    return elapsed, cpu, peaks, rows
 
 
-def run_datasets(data: Path, work: Path) -> tuple[float, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(work / "hf")}
+def run_datasets(data: Path, work: Path) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds, and the train/test sizes it printed."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(work / "hf"),
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", HF_CODE, str(data), str(work / "cache")], env=env,
                             capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if result.returncode:
         raise SystemExit(f"datasets run failed:\n{result.stderr[-3000:]}")
-    return elapsed, result.stdout.strip()
+    return elapsed, cpu, result.stdout.strip()
 
 
 def main() -> None:
@@ -128,25 +134,36 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dataprep-bench-") as root:
         data = Path(root) / "alpaca_52k.json"
-        data.write_text(json.dumps(bench_rows(args.shared), ensure_ascii=False, indent=1), encoding="utf-8")
+        # In a child process: a child's peak RSS starts from its parent's, so this process must stay small.
+        subprocess.run([sys.executable, str(Path(__file__).with_name("make_bench_data.py")), str(data),
+                        "--shared", str(args.shared)], check=True, stdout=subprocess.DEVNULL)
         print(f"input: {data.stat().st_size:,} bytes, 52,002 rows; {os.cpu_count()} CPUs")
-        ours, theirs, peaks_all = [], [], []
+        ours, theirs, our_cpu, their_cpu, peaks_all, stage_cpu = [], [], [], [], [], []
         for run in range(args.runs):
             with tempfile.TemporaryDirectory(dir=root) as work:
-                seconds, peaks, rows = run_dataprep(data, Path(work))
+                seconds, cpu, peaks, rows = run_dataprep(data, Path(work))
                 ours.append(seconds)
+                our_cpu.append(sum(cpu))
+                stage_cpu.append(cpu)
                 peaks_all.append(peaks)
-                print(f"run {run + 1}: dataprep {seconds:.2f} s ({rows} rows out)", flush=True)
+                print(f"run {run + 1}: dataprep {seconds:.2f} s wall, {sum(cpu):.2f} s CPU ({rows} rows out)",
+                      flush=True)
             with tempfile.TemporaryDirectory(dir=root) as work:
-                seconds, counts = run_datasets(data, Path(work))
+                seconds, cpu, counts = run_datasets(data, Path(work))
                 theirs.append(seconds)
-                print(f"run {run + 1}: datasets {seconds:.2f} s (train, test = {counts})", flush=True)
+                their_cpu.append(cpu)
+                print(f"run {run + 1}: datasets {seconds:.2f} s wall, {cpu:.2f} s CPU (train, test = {counts})",
+                      flush=True)
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"dataprep normalize|filter|split median: {a:.2f} s")
-    print(f"datasets (seed 004 code) median:       {b:.2f} s")
-    print(f"speed-up: {b / a:.1f}x")
+    ca, cb = statistics.median(our_cpu), statistics.median(their_cpu)
+    print(f"dataprep normalize|filter|split median: {a:.2f} s wall, {ca:.2f} s CPU")
+    print(f"datasets (seed 004 code) median:       {b:.2f} s wall, {cb:.2f} s CPU")
+    print(f"speed-up: {b / a:.1f}x wall, {cb / ca:.1f}x CPU")
+    print(f"best of {args.runs} (least disturbed by other load): dataprep {min(ours):.2f} s, datasets "
+          f"{min(theirs):.2f} s, {min(theirs) / min(ours):.1f}x")
     for i, (name, *_) in enumerate(STAGES):
-        print(f"peak RSS {name}: {max(p[i] for p in peaks_all) / 1024:.0f} MiB")
+        cpu = statistics.median(c[i] for c in stage_cpu)
+        print(f"{name}: {cpu:.2f} s CPU (median), peak RSS {max(p[i] for p in peaks_all) / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 
 The fixtures are checked in; this script is how they were made, so a format can be added or a record changed
 in one place and every copy (JSON, JSONL, gzip, CSV, TSV, Parquet, save_to_disk) stays the same. Output is
-deterministic: run it twice and only the save_to_disk fingerprint may differ.
+byte-for-byte deterministic with the pinned pyarrow/datasets versions.
 
     python bin/make_fixtures.py            # rewrite fixtures/data/
 """

@@ -10,7 +10,8 @@ gets the same reason whatever other rules are switched on:
                            ``min_prompt_chars``
 5. ``too_long``            all text (prefix + prompt + query + response + every history turn, characters summed,
                            nothing stripped, no separators counted) longer than ``max_chars``
-6. ``banned_word``         a banned word or phrase occurs as a whole word, case-insensitively
+6. ``banned_word``         a banned word or phrase occurs as a whole word (not touching a letter, digit or
+                           underscore on either side), in any case
 7. ``regex_match``         a ``drop_regex`` pattern matches
 8. ``duplicate``           same normalized content as a record kept earlier (only with ``dedup="exact"``)
 
@@ -100,7 +101,7 @@ class DedupState:
 
     Exact dedup keeps the *first* occurrence, which is the one place where filter depends on input order:
     the same rows in another order keep other ids (the kept content is the same).
-    About 100 bytes of memory per distinct record kept.
+    About 150 bytes of memory per distinct record kept.
     """
 
     seen: dict[bytes, str] = field(default_factory=dict)

@@ -355,19 +355,29 @@ class AtomicFile:
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "w") -> None:
         self.path = Path(path)
+        encoding = "utf-8" if "b" not in mode else None
+        self.tmp: str | None = None
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            # /dev/null, /dev/stdout, a FIFO or a link: renaming over it would replace the node itself (as root,
+            # for the whole machine), so write through it instead, without atomicity.
+            self.handle: IO[Any] = open(self.path, mode, encoding=encoding)  # noqa: SIM115 - closed in commit/abort
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.handle: IO[Any] = os.fdopen(fd, mode, encoding="utf-8" if "b" not in mode else None)
+        self.handle = os.fdopen(fd, mode, encoding=encoding)
 
     def commit(self) -> None:
         self.handle.flush()
+        if self.tmp is None:
+            self.handle.close()
+            return
         os.fsync(self.handle.fileno())
         self.handle.close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         self.handle.close()
-        if os.path.exists(self.tmp):
+        if self.tmp is not None and os.path.exists(self.tmp):
             os.unlink(self.tmp)
 
     def __enter__(self) -> AtomicFile:

@@ -171,6 +171,11 @@ class OutputDir:
         """
         from datasets import Dataset, DatasetDict
         from datasets.table import MemoryMappedTable
+        from datasets.utils.tqdm import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
 
         for writer in self._writers.values():
             writer.close()
@@ -181,8 +186,6 @@ class OutputDir:
                 path = rewrite(path)
             fingerprint = hashlib.sha256(f"{key}:{split}".encode()).hexdigest()[:16]
             parts[split] = Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=fingerprint)
-        from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
         quiet_before = are_progress_bars_disabled()
         disable_progress_bars()  # stderr carries our own summary, not datasets' bars
         try:
@@ -228,7 +231,8 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, s in manifest["splits"].items():
-        lines.append(f"| {name} | {s['rows']:,} | {s['tokens']:,} | {s['supervised_tokens']:,} | {s['truncated']:,} |")
+        supervised = "n/a" if s["supervised_tokens"] is None else f"{s['supervised_tokens']:,}"
+        lines.append(f"| {name} | {s['rows']:,} | {s['tokens']:,} | {supervised} | {s['truncated']:,} |")
     lines += ["", "## Rows", ""]
     totals = manifest["totals"]
     lines.append(f"{totals['rows_in']:,} rows in, {totals['rows_out']:,} written, {totals['rejected']:,} rejected.")

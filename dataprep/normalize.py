@@ -56,8 +56,8 @@ class NormalizeOptions:
         return formats.reader(self.source, self.columns, self.tags)
 
     @cached_property
-    def write(self) -> formats.Writer | None:
-        return None if self.to == "canonical" else formats.writer(self.to)
+    def write(self) -> formats.Writer:
+        return formats.writer(self.to)
 
 
 def parse_map(text: str | None) -> dict[str, str]:
@@ -87,8 +87,7 @@ def normalize_batch(
     rejected: list[Rejected] = []
     for i, row in enumerate(records):
         try:
-            record = read(row)
-            kept.append(write(record) if write is not None else record)
+            kept.append(write(read(row)))
         except RecordError as exc:
             rejected.append(Rejected(row, exc.reason, exc.detail, locate(i) if locate else None))
     return kept, rejected

@@ -44,11 +44,14 @@ class RecordError(ValueError):
         self.detail = detail
 
 
+_ID_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def content_id(record: Record) -> str:
     """Derive an id from content only, so the same example gets the same id on every run and machine."""
     key = [record.get(f, "") for f in TEXT_FIELDS]
     key += [record.get("history") or [], record.get("tools") or "", record.get("roles") or []]
-    blob = json.dumps(key, ensure_ascii=False, separators=(",", ":"))
+    blob = _ID_ENCODER.encode(key)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=8).hexdigest()
 
 
@@ -69,7 +72,10 @@ def make_record(
     meta: dict[str, Any] | None = None,
     id: str | None = None,
 ) -> Record:
-    """Build a canonical record; ``id`` comes from the source when it has one, else from the content."""
+    """Build a canonical record; ``id`` comes from the source when it has one, else from the content.
+
+    Keys are inserted in canonical order (id first), so no sort is needed on this per-row path.
+    """
     record: Record = {
         "prefix": prefix or "",
         "prompt": prompt or "",
@@ -83,8 +89,7 @@ def make_record(
         record["roles"] = list(roles)
     if meta:
         record["meta"] = meta
-    record["id"] = str(id) if id is not None and id != "" else content_id(record)
-    return ordered(record)
+    return {"id": str(id) if id is not None and id != "" else content_id(record), **record}
 
 
 def user_text(record: Record) -> str:

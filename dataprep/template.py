@@ -172,7 +172,7 @@ class ChatTemplate:
     when a record has no ``prefix`` (found by rendering probe conversations), or None.
     """
 
-    def __init__(self, name: str, source: str, variables: Mapping[str, str] | None = None,
+    def __init__(self, name: str, source: str, variables: Mapping[str, Any] | None = None,
                  *, split_input: bool = False) -> None:
         self.name = name
         self.source = source
@@ -229,8 +229,9 @@ class ChatTemplate:
                 which = "generation prompt" if not text.startswith(head) else "turn"
                 raise RecordError(
                     "template_not_incremental",
-                    f"assistant turn {len(spans)}: the {which} rendered alone is not a prefix of the full "
-                    f"conversation, so this template rewrites earlier turns; spans cannot be located exactly",
+                    f"assistant turn {len(spans)}: the {which} rendered alone is not a prefix of the whole "
+                    f"conversation (the template rewrites earlier turns, or opens a turn unlike its generation "
+                    f"prompt), so its span cannot be located exactly",
                 )
             start, end = len(head), len(upto.rstrip())
             if end <= start:
@@ -265,10 +266,12 @@ def _builtin_source(name: str) -> str:
     return resources.files("dataprep").joinpath(f"templates/{name}.jinja").read_text(encoding="utf-8")
 
 
-def _tokenizer_variables(tokenizer: Any) -> dict[str, str]:
+def _tokenizer_variables(tokenizer: Any) -> dict[str, Any]:
+    """The template variables apply_chat_template adds: the special tokens map (transformers 4.x also lists extras)."""
     if tokenizer is None:
         return {}
-    return {k: str(v) for k, v in dict(getattr(tokenizer, "special_tokens_map", {}) or {}).items() if v is not None}
+    tokens = dict(getattr(tokenizer, "special_tokens_map", None) or {})
+    return {k: list(map(str, v)) if isinstance(v, list | tuple) else str(v) for k, v in tokens.items() if v is not None}
 
 
 def _tokenizer_template(tokenizer: Any) -> str:

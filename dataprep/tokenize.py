@@ -171,10 +171,9 @@ def flatten_ids(id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarr
 class _PieceEncoding:
     """Ids and start offsets of a row encoded piece by piece, with the look-ups the labeller uses."""
 
-    def __init__(self, ids: list[int], starts: list[int], text_len: int) -> None:
+    def __init__(self, ids: list[int], starts: list[int]) -> None:
         self.ids = ids
         self.starts = starts
-        self.text_len = text_len
 
     def first_token_at(self, pos: int) -> int:
         return bisect.bisect_left(self.starts, pos)
@@ -286,9 +285,8 @@ class CausalTokenizer:
         return row
 
     def _content_specials(self, record: Record) -> list[str]:
-        found: list[str] = []
-        for text in _content_strings(record):
-            found.extend(t for t in self._special_tokens_in(text, self.tokenizer) if t not in found)
+        # one scan over all content, joined by NUL: no added token contains it, so none can form across a join
+        found = self._special_tokens_in("\0".join(_content_strings(record)), self.tokenizer)
         return sorted(found, key=lambda t: (-len(t), t))
 
     def _encode_marked(self, text: str, specials: list[str]) -> _PieceEncoding:
@@ -314,7 +312,7 @@ class CausalTokenizer:
             if m.group(1):
                 self._encode_piece(self._plain_backend, m.group(1), m.start(1), False, newline, ids, starts)
             pos = m.end()
-        return _PieceEncoding(ids, starts, len(text))
+        return _PieceEncoding(ids, starts)
 
     @staticmethod
     def _encode_piece(backend: Any, piece: str, at: int, first: bool, newline: list[int],
@@ -361,7 +359,7 @@ class CausalTokenizer:
             keep_rows.append(row)
             keep_enc.append(enc)
             cut.append(None)
-        for row, enc, limit in self._shorten(long_rows):
+        for row, enc, limit in self._shorten(long_rows) if long_rows else []:
             keep_rows.append(row)
             keep_enc.append(enc)
             cut.append(limit)
@@ -549,7 +547,6 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     from dataprep.stage import StageReport
     from dataprep.tokenizer_io import load_tokenizer, tokenizer_facts, tokenizer_files_sha256
 
-    started = time.perf_counter()
     parsed = [parse_input(a) for a in job.inputs]
     if sum(1 for _, p in parsed if p == "-") > 1:
         raise UsageProblem("stdin ('-') can be given only once")
@@ -573,9 +570,11 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
             rows = old.get("totals", {}).get("rows_out", 0)
             summary = f"tokenize: {job.outdir} is up to date (key {key[:12]}, {rows:,} rows; --force to redo)"
             return TokenizeResult(True, old, summary)
+        started = time.perf_counter()
         stats = _run(job, encoder, inputs, out, report, progress)
         report.check()
         out.finish_splits(key, getattr(encoder, "rewrite_split", None))
+        elapsed = max(time.perf_counter() - started, 1e-9)
         tokenizer.save_pretrained(str(out.staging / mf.TOKENIZER_DIR))
         facts = tokenizer_facts(tokenizer)
         facts["files_sha256"] = tok_sha
@@ -608,7 +607,6 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         if not ok:
             out.abort()
             report.close(ok=False)
-    elapsed = max(time.perf_counter() - started, 1e-9)
     return TokenizeResult(False, manifest, _summary(report, stats, out.splits, elapsed), report)
 
 
@@ -656,7 +654,7 @@ def _run(job: TokenizeJob, encoder: Any, inputs: list[Any], out: Any, report: An
     pending: tuple[Any, Any, Any] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataprep-encode") as pool:
         for source in inputs:
-            for batch in read_batches(source.path, fmt=source.fmt or job.input_format, batch_size=job.batch_size):
+            for batch in read_batches(source.path, fmt=job.input_format or source.fmt, batch_size=job.batch_size):
                 if source.name == "<stdin>":
                     batch.source = "<stdin>"
                 report.rows_in += len(batch)

@@ -222,6 +222,15 @@ def test_broken_fixture_errors(name: str, message: str) -> None:
     assert info.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [("wrong_types.json", 4), ("missing_fields.json", 3), ("ends_on_user.json", 2), ("not_alternating.json", 2)],
+)
+def test_broken_content_is_still_readable_json(name: str, count: int) -> None:
+    """These files are well-formed: their faults are for validate and normalize to find, not the reader."""
+    assert len(read_records(str(BROKEN / name))) == count
+
+
 def test_missing_file_and_bad_gzip(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.jsonl: no such file$"):
         read_records(str(tmp_path / "nope.jsonl"))

@@ -12,7 +12,7 @@ from conftest import invoke
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataprep.io import dumps
+from dataprep.io import dumps, read_records
 from dataprep.records import Record, make_record
 from dataprep.split import SplitOptions, Splitter, allocate, len_bucket, merge_small, parse_size
 
@@ -104,15 +104,19 @@ def test_tiny_strata_are_merged_into_a_neighbour_never_dropped():
     assert Counter(r["len_bucket"] for r in out) == {0: 200, 4: 3}
     assert Counter(r["split"] for r in out) == {"train": 183, "validation": 20}
     assert stderr == ("split: 203 in, 203 out, 0 rejected; train: 183, validation: 20, "
-                      "merged: len_bucket=4 (3 rows) into len_bucket=0\n")
+                      "merged: len_bucket=0+4 (203 rows)\n")
 
 
 def test_merge_picks_the_nearest_numeric_neighbour_and_the_smallest_first():
     groups, merges = merge_small({(0,): 100, (1,): 1, (3,): 100, (4,): 2}, [10], 203)
-    assert merges == ["len_bucket=1 (1 rows) into len_bucket=0", "len_bucket=4 (2 rows) into len_bucket=3"]
+    assert merges == ["len_bucket=0+1 (101 rows)", "len_bucket=3+4 (102 rows)"]
     assert [(g.keys, g.size) for g in groups] == [([(0,), (1,)], 101), ([(3,), (4,)], 102)]
-    groups, merges = merge_small({("a",): 1, ("b",): 50, ("c",): 50}, [5], 101)
-    assert merges == ["len_bucket=a (1 rows) into len_bucket=b"]
+    groups, merges = merge_small({(0,): 100, (2,): 1, (3,): 100}, [10], 201)
+    assert merges == ["len_bucket=2+3 (101 rows)"]
+    groups, merges = merge_small({("a", 0): 1, ("b", 0): 50, ("c", 0): 50}, [5], 101, ("meta.src", "len_bucket"))
+    assert merges == ["(meta.src,len_bucket)=(a,0)+(b,0) (51 rows)"]
+    groups, merges = merge_small({(0,): 5, (1,): 5}, [1], 10)
+    assert merges == ["len_bucket=0+1 (10 rows)"] and len(groups) == 1
 
 
 def test_allocate_uses_largest_remainders_within_caps():
@@ -257,3 +261,36 @@ def test_property_rows_in_equal_rows_out_plus_rejected(rows, with_test):
     assert len(lines(result.stdout)) == kept
     summary = f"split: {len(rows)} in, {kept} out, {missing} rejected"
     assert result.stderr.startswith(summary)
+
+
+def test_unknown_fields_stay_after_split():
+    records = corpus(30)
+    records[4]["zz_extra"] = {"k": 1}
+    out, _ = run_split(records, "--val-size", "0.2")
+    assert list(out[4])[-3:] == ["len_bucket", "split", "zz_extra"]
+    assert list(out[5])[-2:] == ["len_bucket", "split"]
+
+
+@pytest.mark.parametrize("name", ["s.jsonl", "s.jsonl.gz", "s.parquet"])
+def test_every_output_format_holds_the_same_records(tmp_path, name):
+    records = corpus(30)
+    out, _ = run_split(records, "--val-size", "0.2")
+    result = invoke("split", "-", "--val-size", "0.2", "-o", tmp_path / name, input=jsonl(records))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert read_records(str(tmp_path / name)) == out
+
+
+def test_output_to_a_named_pipe_is_written_in_place(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    result = invoke("split", "-", "--val-size", "0.2", "-o", fifo, input=jsonl(corpus(10)))
+    reader.join(timeout=30)
+    assert result.exit_code == 0
+    assert fifo.is_fifo()
+    assert len(received[0].decode().splitlines()) == 10

@@ -14,7 +14,7 @@ from dataprep import records
 from dataprep.errors import UsageProblem
 from dataprep.records import RecordError
 from dataprep.template import BUILTIN_TEMPLATES, ChatTemplate, load_template, special_tokens_in
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, SHARED_DATA
 
 REFERENCES = Path(__file__).parent / "reference_templates"
 TINY_BPE = FIXTURES / "tokenizers" / "tiny-bpe"
@@ -35,8 +35,6 @@ def tiny() -> Any:
 
 @pytest.fixture(scope="module")
 def qwen() -> Any:
-    from tests.conftest import SHARED_DATA
-
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not present at {SHARED_DATA}")
     return _auto(SHARED_DATA / "tokenizers" / "qwen2.5")
@@ -44,8 +42,6 @@ def qwen() -> Any:
 
 @pytest.fixture(scope="module")
 def gpt2() -> Any:
-    from tests.conftest import SHARED_DATA
-
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not present at {SHARED_DATA}")
     return _auto(SHARED_DATA / "tokenizers" / "gpt2")
@@ -244,13 +240,12 @@ def test_builtin_renders_like_the_family_template(tiny: Any, name: str, messages
     assert ours.render_messages(messages, add_generation_prompt=open_turn) == expected
     if not open_turn:
         record = records.from_messages(messages)
-        ends = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>"}
         rendered = ours.render(record)
-        for (start, end), (role, content) in zip(
-            rendered.turns, [t for t in records.turns(record) if t[0] == "assistant"], strict=True
-        ):
+        replies = [content for role, content in records.turns(record) if role == "assistant"]
+        for (start, end), content in zip(rendered.turns, replies, strict=True):
             body = content.strip() if name == "llama3" else content
-            assert rendered.text[start:end] == (" " if name == "mistral" else "") + body + ends[name]
+            end_marker = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>"}[name]
+            assert rendered.text[start:end] == (" " if name == "mistral" else "") + body + end_marker
 
 
 def test_builtins_need_the_tokens_they_write(gpt2: Any) -> None:
@@ -277,9 +272,8 @@ def test_builtins_with_gpt2_match_transformers(gpt2: Any, name: str) -> None:
         assert rendered.text == gpt2.apply_chat_template(messages, tools=tools, chat_template=template.source,
                                                          tokenize=False)
         assert len(rendered.turns) == len(record["history"]) + 1
-        for start, end in rendered.turns:
-            assert rendered.text[start:end].endswith("<|endoftext|>" if name != "llama3" and name != "chatml"
-                                                     else ("<|eot_id|>" if name == "llama3" else "<|im_end|>"))
+        end_marker = {"llama3": "<|eot_id|>", "chatml": "<|im_end|>"}.get(name, "<|endoftext|>")
+        assert all(rendered.text[start:end].endswith(end_marker) for start, end in rendered.turns)
 
 
 def test_alpaca_layout_follows_seed_000(gpt2: Any) -> None:
@@ -349,6 +343,21 @@ def test_mistral_v03_style_system_placement_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="not a prefix") as info:
         load_template(str(path), None).render(record)
     assert info.value.reason == "template_not_incremental"
+
+
+def test_template_that_drops_replies_is_rejected_not_trained_empty(tmp_path: Path) -> None:
+    path = tmp_path / "no_replies.jinja"
+    path.write_text("{% for m in messages if m.role == 'user' %}{{ m.content }}\n{% endfor %}")
+    with pytest.raises(RecordError) as info:
+        load_template(str(path), None).render(records.make_record(prompt="q", response="a"))
+    assert info.value.reason == "empty_turn"
+
+
+def test_record_without_assistant_turn_is_rejected() -> None:
+    record = {**records.make_record(prompt="q", response="a"), "roles": ["user", "user"]}
+    with pytest.raises(RecordError) as info:
+        load_template("chatml", None).render(record)
+    assert info.value.reason == "no_assistant_turn"
 
 
 def test_user_template_file_gets_hf_variables(tmp_path: Path, tiny: Any) -> None:

@@ -103,16 +103,20 @@ def test_fast_span_lookup_follows_the_rule(text, data):
     assert got.tolist() == expected.tolist()
 
 
-def test_straddling_token_in_a_real_render_belongs_to_the_header():
-    # the response starts with a space: the tiny BPE merges the header's last character with it into one token
-    tok = tokenizer(TINY_BPE)
-    record = make_record(prompt="hi", response=" the cat")
+def test_straddling_token_in_a_real_render_belongs_to_the_header(shared_data):
+    # Qwen2.5 encodes "\n\n" as one token: with a response that starts with a newline, that token starts on the
+    # header's newline and runs into the response, so it is not supervised
+    tok = tokenizer(QWEN)
+    record = make_record(prompt="hi", response="\nthe cat")
     rendered = load_template(None, tok).render(record)
     enc = tok._tokenizer.encode(rendered.text, add_special_tokens=False)
-    (span,) = rendered.turns
-    (ids, labels), = rows(encode([record]))
-    starts = np.array([s for s, _ in enc.offsets])
-    assert (np.asarray(labels) != IGNORE_INDEX).tolist() == supervised_mask(starts, [span]).tolist()
+    ((start, end),) = rendered.turns
+    straddling = [i for i, (a, b) in enumerate(enc.offsets) if a < start < b]
+    assert [enc.tokens[i] for i in straddling] == ["ĊĊ"]
+    (ids, labels), = rows(encode([record], tok_path=QWEN))
+    assert labels[straddling[0]] == IGNORE_INDEX and labels[straddling[0] + 1] != IGNORE_INDEX
+    (run,) = supervised_runs(ids, labels)
+    assert tok.decode(run) == "the cat<|im_end|>"
 
 
 # -- exactness -----------------------------------------------------------------------------------------------
@@ -136,38 +140,46 @@ def test_canonical_fixture_matches_apply_chat_template_and_supervises_each_turn(
 
 
 conversation_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+content = st.one_of(conversation_text, st.sampled_from(["", " x", "\n\ny", "<|im_end|>", "a<|im_start|>b"]))
 
 
 @st.composite
 def conversations(draw):
     n = draw(st.integers(1, 4))
-    turns = [[draw(conversation_text), draw(conversation_text)] for _ in range(n)]
-    prefix = draw(st.one_of(st.just(""), conversation_text))
-    return make_record(prefix=prefix, prompt=turns[-1][0], response=turns[-1][1], history=turns[:-1])
+    turns = [[draw(content), draw(content)] for _ in range(n)]
+    roles = ["user", "assistant"] * n
+    tools = None
+    if draw(st.booleans()):  # a tool exchange first: call, then the tool's result
+        call = {"name": draw(st.sampled_from(["get_weather", "lookup"])), "arguments": {"q": draw(conversation_text)}}
+        turns = [[draw(content), json.dumps(call, ensure_ascii=False)], [draw(content), draw(content)], *turns]
+        roles = ["user", "function_call", "observation", "assistant", *roles]
+        tools = json.dumps([{"name": call["name"], "description": "d", "parameters": {"type": "object"}}])
+    prefix = draw(st.one_of(st.just(""), content))
+    return make_record(prefix=prefix, prompt=turns[-1][0], response=turns[-1][1], history=turns[:-1],
+                       roles=roles, tools=tools)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(record=conversations())
-def test_property_ids_equal_apply_chat_template_and_labels_stay_in_assistant_turns(record):
+def test_property_ids_equal_apply_chat_template_and_labels_are_the_assistant_turns(record):
     tok = tokenizer(TINY_BPE)
-    template = load_template(None, tok)
-    result = encode([record], special_tokens="text")
+    result = encode([record])
     if result.rejected:
         (_, reject), = result.rejected
-        assert reject.reason in ("empty_turn", "no_supervised_tokens")
+        assert reject.reason == "special_token_in_content"
         return
     (ids, labels), = rows(result)
-    rendered = template.render(record)
-    if not tk.MARK_START in rendered.text:
-        assert ids == reference_ids(tok, record)
+    assert ids == reference_ids(tok, record)
+    rendered = load_template(None, tok).render(record)
     enc = tok._tokenizer.encode(rendered.text, add_special_tokens=False)
-    if enc.ids == ids:
-        starts = np.array([s for s, _ in enc.offsets])
-        assert ((np.asarray(labels) != IGNORE_INDEX) <= supervised_mask(starts, rendered.turns)).all()
+    starts = np.array([s for s, _ in enc.offsets])
+    supervised = np.asarray(labels) != IGNORE_INDEX
+    assert supervised.tolist() == supervised_mask(starts, rendered.turns).tolist()
     eot = tok.convert_tokens_to_ids("<|im_end|>")
-    runs = supervised_runs(ids, labels)
-    assert runs and all(run[-1] == eot for run in runs)
-    assert len(runs) <= len(rendered.turns)
+    for _, end in rendered.turns:
+        last = int(np.searchsorted(starts, end)) - 1
+        assert ids[last] == eot and supervised[last]
+    assert len(rendered.turns) == sum(1 for m in to_messages(record) if m["role"] == "assistant")
 
 
 @pytest.mark.parametrize("name", ["lima", "kto", "glaive"])
@@ -221,7 +233,7 @@ def test_gpt2_with_builtin_templates_matches_apply_chat_template(shared_data, na
     for rid, (ids, labels) in zip(result.tokens.ids, rows(result), strict=True):
         assert ids == reference_ids(tok, by_id[rid], template)
         assert any(label != IGNORE_INDEX for label in labels)
-        assert ids.count(tok.bos_token_id) <= 1 or name == "plain"
+        assert ids[:2] != [tok.bos_token_id] * 2  # no doubled BOS
 
 
 # -- masking modes -------------------------------------------------------------------------------------------
@@ -440,6 +452,8 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     assert missing.stderr.startswith("Error: cannot load tokenizer") and missing.stderr.count("\n") == 1
     wrong = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--label", "x")
     assert wrong.exit_code == 2 and "--label only applies with --task classification" in wrong.stderr
+    both = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--mask-history", "--train-on-prompt")
+    assert both.exit_code == 2 and "cannot be used together" in both.stderr
     bad_input = run_cli(tmp_path / "absent.jsonl", "-o", tmp_path / "o", "--tokenizer", TINY_BPE)
     assert bad_input.exit_code == 2 and "absent.jsonl: no such file" in bad_input.stderr
     foreign = tmp_path / "foreign"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dataprep.io import RecordWriter
 from dataprep.validate import Problem, json_pointer, validate_files
-from tests.conftest import FIXTURES, invoke
+from tests.conftest import FIXTURES, REPO, invoke
 
 DATA = FIXTURES / "data"
 BROKEN = DATA / "broken"
@@ -274,6 +276,19 @@ def test_unknown_or_missing_schema_is_exit_2(tmp_path: Path) -> None:
                              "or a path to a .json file\n")
     result = invoke("validate", DATA / "alpaca.json", "--schema", tmp_path / "gone.json")
     assert (result.exit_code, result.stderr) == (2, f"Error: {tmp_path / 'gone.json'}: no such schema file\n")
+
+
+def test_exit_status_through_the_real_entry_point() -> None:
+    """CliRunner skips ``main``; click hands ``ctx.exit(1)`` back to it as a return value, not an exception."""
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dataprep", "validate", *args], input=stdin, text=True,
+                              capture_output=True, cwd=REPO)
+
+    proc = run(str(BROKEN / "empty.jsonl"), "-s", "alpaca", "-q")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (1, f"{BROKEN / 'empty.jsonl'}: no records\n", "")
+    proc = run("-", "-s", "alpaca", stdin='{"instruction": "i", "output": "o"}\n')
+    assert (proc.returncode, proc.stdout) == (0, "")
+    assert run(str(BROKEN / "truncated.json"), "-s", "alpaca").returncode == 2
 
 
 def test_usage_errors() -> None:

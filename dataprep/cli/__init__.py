@@ -41,6 +41,9 @@ class LazyGroup(click.Group):
             if debug_enabled():
                 traceback.print_exc()
             raise Failure(exc.format(), exc.exit_code) from None
+        except BrokenPipeError:  # click itself would turn EPIPE into exit status 1
+            _silence_stdout()
+            raise click.exceptions.Exit(0) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)

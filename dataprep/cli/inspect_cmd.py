@@ -35,4 +35,4 @@ def command(outdir: str, split: str | None, index: int | None, sample: int | Non
     use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
     tokenized = load_tokenized(outdir)
     for block in inspect_rows(tokenized, split=split, index=index, sample=sample, seed=seed, color=use_color):
-        click.echo(block + "\n")
+        click.echo(block + "\n", color=use_color)

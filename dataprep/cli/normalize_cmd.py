@@ -55,9 +55,9 @@ def command(
       dataprep normalize --dataset-info data/dataset_info.json --dataset glaive_toolcall_en_demo
       dataprep normalize train.jsonl --to messages > messages.jsonl
     """
-    options, entry_file = _options(ctx, source, mapping, dataset_info, dataset, target)
-    if dataset_info and ctx.get_parameter_source("input") == ParameterSource.DEFAULT:
-        input = entry_file
+    input_given = ctx.get_parameter_source("input") != ParameterSource.DEFAULT
+    options, entry_file = _options(source, mapping, dataset_info, dataset, target, input_given)
+    input = input if input_given or entry_file is None else entry_file
     report = StageReport(STAGE, rejects)
 
     def process(batch: Batch) -> tuple[list[Record], list[Rejected]]:
@@ -78,19 +78,19 @@ def command(
 
 
 def _options(
-    ctx: click.Context, source: str | None, mapping: str | None, dataset_info: str | None, dataset: str | None,
-    target: str,
-) -> tuple[NormalizeOptions, str]:
-    """The options, and the input file a dataset_info entry names ("-" when none)."""
-    if bool(dataset_info) != bool(dataset):
-        raise UsageProblem("--dataset-info and --dataset go together")
+    source: str | None, mapping: str | None, dataset_info: str | None, dataset: str | None, target: str,
+    input_given: bool,
+) -> tuple[NormalizeOptions, str | None]:
+    """The options, and the local file a dataset_info entry names (None without one)."""
     columns = parse_map(mapping)
-    if not dataset_info:
-        return NormalizeOptions(source or "auto", columns, {}, target), "-"
-    entry = load_entry(dataset_info, dataset or "")
+    if dataset_info is None or dataset is None:
+        if dataset_info or dataset:
+            raise UsageProblem("--dataset-info and --dataset go together")
+        return NormalizeOptions(source or "auto", columns, {}, target), None
+    entry = load_entry(dataset_info, dataset)
     if source not in (None, "auto", entry.fmt):
         raise UsageProblem(f"--from {source} contradicts dataset {entry.name!r}, which is {entry.fmt}")
-    if entry.path is None and ctx.get_parameter_source("input") == ParameterSource.DEFAULT:
+    if entry.path is None and not input_given:
         where = f" ({entry.remote})" if entry.remote else ""
         raise UsageProblem(f"dataset {entry.name!r} has no local file{where}", hint="download it and pass it as INPUT")
-    return NormalizeOptions(entry.fmt, {**entry.columns, **columns}, entry.tags, target), entry.path or "-"
+    return NormalizeOptions(entry.fmt, {**entry.columns, **columns}, entry.tags, target), entry.path

@@ -71,16 +71,14 @@ def run_stream(
     finish: Callable[[], Iterable[tuple[list[Record], list[Rejected]]]] | None = None,
     input_format: str | None = None,
     report: StageReport | None = None,
-    writer: Any = None,
 ) -> StageReport:
     """Read ``input`` in batches, run ``process`` on each, write what it keeps, account for what it rejects.
 
     ``finish`` yields more (kept, rejected) pairs after the input ends (``split`` emits everything there).
-    Output and rejects files appear only if the whole run succeeds. ``writer`` replaces the RecordWriter for
-    ``output`` with anything that has ``write(records)`` and ``close(ok)`` (``split --out-dir``).
+    Output and rejects files appear only if the whole run succeeds.
     """
     report = report or StageReport(stage, rejects)
-    writer = writer or RecordWriter(output)
+    writer = RecordWriter(output)
     bar = progress(quiet, stage)
     ok = False
     try:

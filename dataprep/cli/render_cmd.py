@@ -39,8 +39,8 @@ def command(
     text[start:end] for each span is an assistant turn as it will be trained: its content and end-of-turn
     marker, never the prompt or header. Spans come from one render of the whole conversation. Records the
     template cannot render are rejected with a reason (template_error, template_not_incremental, ...).
-    The built-ins chatml needs no tokenizer; llama3 and mistral write bos_token, and alpaca, default,
-    plain, mistral write eos_token, which come from --tokenizer.
+    Built-ins take special tokens from --tokenizer: chatml needs none; llama3 writes bos_token, alpaca,
+    default and plain write eos_token, mistral writes both.
 
     \b
     Examples:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import click
 
-from dataprep.cli.options import input_argument, run_stream, stream_options
+from dataprep.cli.options import input_argument, progress, stream_options
 from dataprep.errors import UsageProblem
-from dataprep.io import Batch
-from dataprep.records import Record
-from dataprep.split import BUCKET_BY, STAGE, SplitFiles, SplitOptions, Splitter, parse_size
-from dataprep.stage import Rejected, StageReport
+from dataprep.io import read_batches
+from dataprep.split import BUCKET_BY, STAGE, SplitOptions, SplitSink, Splitter, parse_size
+from dataprep.stage import StageReport
 
 
 @click.command("split")
@@ -70,22 +67,30 @@ def command(
         max_bucket=max_bucket,
         stratify_by=tuple(name.strip() for name in stratify_by.split(",")),
     )
+    # run_stream's loop, except that split emits pre-encoded lines, and only once all rows are in.
     splitter = Splitter(options)
     report = StageReport(STAGE, rejects)
-
-    def process(batch: Batch) -> tuple[list[Record], list[Rejected]]:
-        return [], splitter.add(batch.records)
-
-    def finish() -> Iterator[tuple[list[Record], list[Rejected]]]:
-        for records in splitter.finish():
-            yield records, []
+    sink = SplitSink(output, out_dir, with_test=options.test_size is not None)
+    bar = progress(quiet, STAGE)
+    ok = False
+    try:
+        on_bad = report.bad_input if on_error == "reject" else None
+        for batch in read_batches(input, fmt=input_format, on_bad=on_bad):
+            report.rows_in += len(batch)
+            report.emit(0, splitter.add(batch.records))
+            bar.update(len(batch))
+        for rows in splitter.finish_lines():
+            report.emit(len(rows), [])
+            sink.write(rows)
         report.extra.update(splitter.counts)
         if splitter.merges:
             report.extra["merged"] = "; ".join(splitter.merges)
-
-    writer = SplitFiles(out_dir, with_test=options.test_size is not None) if out_dir else None
-    try:
-        run_stream(STAGE, input, output=output, rejects=rejects, on_error=on_error, quiet=quiet, process=process,
-                   finish=finish, input_format=input_format, report=report, writer=writer)
+        report.check()
+        ok = True
     finally:
+        bar.close()
         splitter.close()
+        sink.close(ok=ok)
+        report.close(ok=ok)
+    if not quiet:
+        click.echo(report.summary(), err=True)

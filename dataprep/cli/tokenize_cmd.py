@@ -17,14 +17,15 @@ from dataprep.io import INPUT_FORMATS
 @click.option("--template", metavar="NAME|PATH", default=None,
               help="Chat template: 'tokenizer' (its own; the default), a built-in, or a Jinja file.")
 @click.option("--max-length", type=click.IntRange(min=1), metavar="N", help="Longest row in tokens.")
-@click.option("--mask-history", "mask", flag_value="last",
+@click.option("--mask-history", is_flag=True,
               help="Supervise only the last assistant turn (default: every assistant turn).")
-@click.option("--train-on-prompt", "mask", flag_value="prompt", help="Supervise every token, prompt included.")
+@click.option("--train-on-prompt", is_flag=True, help="Supervise every token, prompt included.")
 @click.option("--truncation", type=click.Choice(["history", "drop"]), default="history", show_default=True,
               help="Rows over --max-length: drop oldest history pairs, then cut the response's end; or reject.")
 @click.option("--special-tokens", type=click.Choice(["reject", "text"]), default="reject", show_default=True,
               help="Special tokens written inside content: reject the row, or encode them as plain text.")
-@click.option("--task", type=click.Choice(["causal", "classification"]), default="causal", show_default=True)
+@click.option("--task", type=click.Choice(["causal", "classification"]), default="causal", show_default=True,
+              help="Causal-LM SFT rows (chat template, masked labels) or sequence(-pair) classification rows.")
 @click.option("--text", "text_field", metavar="FIELD", help="classification: the text field.")
 @click.option("--text-pair", "pair_field", metavar="FIELD", help="classification: the second text field.")
 @click.option("--label", "label_field", metavar="FIELD", help="classification: the label field.")
@@ -39,7 +40,7 @@ from dataprep.io import INPUT_FORMATS
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr.")
 def command(
     inputs: tuple[str, ...], outdir: str, tokenizer: str, template: str | None, max_length: int | None,
-    mask: str | None, truncation: str, special_tokens: str, task: str, text_field: str | None,
+    mask_history: bool, train_on_prompt: bool, truncation: str, special_tokens: str, task: str, text_field: str | None,
     pair_field: str | None, label_field: str | None, trust_remote_code: bool, force: bool, batch_size: int,
     input_format: str | None, rejects: str | None, quiet: bool,
 ) -> None:
@@ -66,6 +67,9 @@ def command(
     """
     from dataprep.tokenize import CausalOptions, TokenizeJob, tokenize_to_disk
 
+    if mask_history and train_on_prompt:
+        raise UsageProblem("--mask-history and --train-on-prompt cannot be used together")
+    mask = "last" if mask_history else "prompt" if train_on_prompt else None
     causal_only = {"--template": template, "--mask-history/--train-on-prompt": mask,
                    "--special-tokens text": special_tokens if special_tokens != "reject" else None}
     class_only = {"--text": text_field, "--text-pair": pair_field, "--label": label_field}
@@ -96,4 +100,4 @@ def command(
 def _refuse(options: dict[str, object], needs: str) -> None:
     given = [name for name, value in options.items() if value]
     if given:
-        raise UsageProblem(f"{', '.join(given)} only apply{'s' if len(given) == 1 else ''} with {needs}")
+        raise UsageProblem(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with {needs}")

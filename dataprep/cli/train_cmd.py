@@ -38,7 +38,7 @@ TRAIN_EXTRA = ("torch", "accelerate", "peft", "matplotlib")
 @click.option("--load-best", is_flag=True, help="End with the checkpoint of lowest eval loss.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in RUNDIR, same data order.")
 @click.option("--group-by-length", is_flag=True, help="Batch rows of similar length (less padding).")
-@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations: less memory, ~20%% slower.")
+@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations: less memory, ~20% slower.")
 @click.option("--lora-r", type=click.IntRange(min=1), default=None, help="Train LoRA adapters of rank R (peft).")
 @click.option("--lora-alpha", type=click.IntRange(min=1), default=None, help="LoRA scaling. Default: 2 * R.")
 @click.option("--lora-target", metavar="MODULES", default=None,

@@ -82,4 +82,5 @@ def read(row: Mapping[str, Any], columns: Mapping[str, str], used: frozenset[str
 
 
 def write(record: Record) -> Record:
+    """Every read already yields a canonical record; writing one as canonical is the identity."""
     return record

@@ -21,6 +21,7 @@ SKIP_KEYS = {"total_flos", "train_runtime", "train_samples_per_second", "train_s
              "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "train_tokens_per_second"}
 QUIET_KEYS = {"epoch", "num_input_tokens_seen", "grad_norm"}
 
+
 def log_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per logged step: training numbers and the evaluation made at that step merged."""
     rows: dict[int, dict[str, Any]] = {}
@@ -45,7 +46,7 @@ def write_log(history: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]
     rows = log_rows(history)
     with AtomicFile(path) as out:
         for row in rows:
-            out.handle.write(json.dumps(row, sort_keys=False) + "\n")
+            out.handle.write(json.dumps(row) + "\n")
     return rows
 
 

@@ -16,8 +16,7 @@ from dataprep.errors import DataprepError
 
 MANIFEST = "dataprep.json"
 TASKS = ("causal", "classification")
-REQUIRED_COLUMNS = {"causal": ("input_ids", "attention_mask", "labels"),
-                    "classification": ("input_ids", "attention_mask", "labels")}
+REQUIRED_COLUMNS = ("input_ids", "attention_mask", "labels")
 EVAL_SPLITS = ("validation", "dev", "eval")
 
 
@@ -101,7 +100,7 @@ def load_tokenized(path: str | Path) -> TokenizedData:
     if "train" not in splits or len(splits["train"]) == 0:
         raise DataprepError(f"{root}: no rows in a 'train' split (splits: {', '.join(splits) or 'none'})")
     for name in splits:
-        missing = [c for c in REQUIRED_COLUMNS[task] if c not in splits[name].column_names]
+        missing = [c for c in REQUIRED_COLUMNS if c not in splits[name].column_names]
         if missing:
             raise DataprepError(f"{root}: split {name!r} lacks column(s) {', '.join(missing)} for task {task}")
     labels = manifest.get("labels") or {}

@@ -9,6 +9,7 @@ train happily on nonsense.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,10 @@ def tiny_causal_config(vocab_size: int, *, pad_token_id: int | None, bos_token_i
     from transformers import LlamaConfig
 
     sizes: dict[str, Any] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                             "num_key_value_heads": 4, "intermediate_size": 128}
+                             "num_key_value_heads": 4, "intermediate_size": 128, "tie_word_embeddings": False}
     sizes.update(overrides)
     return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=max(max_positions, 128),
-                       pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
-                       tie_word_embeddings=False, **sizes)
+                       pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **sizes)
 
 
 def tiny_classifier_config(vocab_size: int, label_names: list[str], *, pad_token_id: int | None,
@@ -111,4 +111,9 @@ def apply_lora(model: Any, task: str, r: int, alpha: int | None = None, targets:
         task_type=TaskType.SEQ_CLS if task == "classification" else TaskType.CAUSAL_LM,
         r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=0.0,
         target_modules=targets or "all-linear")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers' renamed is_gradient_checkpointing: not the user's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        try:
+            return get_peft_model(model, config)
+        except ValueError as exc:
+            raise DataprepError(f"--lora-target: {str(exc).splitlines()[0]}") from None

@@ -35,6 +35,16 @@ def copy_task_rows(tokenizer: Any, n: int, seed: int, min_words: int = 3, max_wo
     return rows
 
 
+def random_rows(n: int, length: int, vocab_size: int, eos_token_id: int, seed: int) -> list[dict[str, Any]]:
+    """Rows of uniformly random ids ending in EOS, all supervised: for throughput, where content is irrelevant."""
+    import numpy as np
+
+    ids = np.random.default_rng(seed).integers(0, vocab_size, size=(n, length), dtype=np.int64)
+    ids[:, -1] = eos_token_id
+    return [{"id": str(i), "input_ids": row.tolist(), "attention_mask": [1] * length, "labels": row.tolist(),
+             "length": length} for i, row in enumerate(ids)]
+
+
 def write_tokenized(out: str | Path, tokenizer: Any, splits: dict[str, list[dict[str, Any]]], *,
                     task: str = "causal", label_names: list[str] | None = None) -> Path:
     """Save ``splits`` with save_to_disk, the tokenizer in ``tokenizer/`` and a ``dataprep.json`` manifest."""

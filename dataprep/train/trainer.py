@@ -13,11 +13,14 @@ and the loss plot.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from dataprep.errors import DataprepError, MissingExtra, UsageProblem
+from dataprep.errors import DataprepError, UsageProblem
 from dataprep.io import AtomicFile
 from dataprep.train.callbacks import JsonlLog, StderrProgress, write_log
 from dataprep.train.collate import PadCollator
@@ -154,10 +157,10 @@ def setup_reporting(report_to: str) -> list[str]:
         return []
     if report_to == "tensorboard":
         if not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
-            raise MissingExtra("tensorboard", "train")
+            raise DataprepError("tensorboard is not installed", hint="install it with: pip install tensorboard")
         return ["tensorboard"]
     if not importlib.util.find_spec("wandb"):
-        raise MissingExtra("wandb", "train")
+        raise DataprepError("wandb is not installed", hint="install it with: pip install wandb")
     if not os.environ.get("WANDB_API_KEY") and not os.environ.get("WANDB_MODE"):
         os.environ["WANDB_MODE"] = "offline"
     return ["wandb"]
@@ -173,7 +176,7 @@ def device_precision() -> tuple[str, bool]:
     if torch.cuda.is_available():
         bf16 = torch.cuda.is_bf16_supported()
         return f"cuda ({torch.cuda.get_device_name(0)})", bf16
-    return "cpu", False
+    return ("mps" if torch.backends.mps.is_available() else "cpu"), False
 
 
 def training_arguments(opts: TrainOptions, data: TokenizedData, bf16: bool, report_to: list[str]) -> Any:
@@ -193,6 +196,7 @@ def training_arguments(opts: TrainOptions, data: TokenizedData, bf16: bool, repo
         max_grad_norm=opts.max_grad_norm,
         seed=opts.seed,
         bf16=bf16,
+        use_cpu=not torch.cuda.is_available() and not torch.backends.mps.is_available(),
         activation_checkpointing=opts.gradient_checkpointing or None,
         train_sampling_strategy="group_by_length" if opts.group_by_length else "random",
         length_column_name="length",
@@ -214,6 +218,7 @@ def training_arguments(opts: TrainOptions, data: TokenizedData, bf16: bool, repo
         report_to=report_to or "none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
 
@@ -240,12 +245,33 @@ def _kept_eval(trainer: Trainer, load_best: bool) -> dict[str, float]:
     return {}
 
 
-def train(opts: TrainOptions) -> TrainResult:
-    """Train on ``opts.data`` and write the model, tokenizer, ``train_log.jsonl`` and ``loss.png`` to ``opts.output``."""
-    if opts.quiet:
+@contextlib.contextmanager
+def _hushed_transformers(quiet: bool) -> Iterator[None]:
+    """transformers' own warnings off with --quiet, its save/load bars off unless stderr is a terminal."""
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    if quiet:
         transformers.logging.set_verbosity_error()
-    if opts.quiet or not sys.stderr.isatty():
+    if quiet or not sys.stderr.isatty():
         transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
+
+
+def train(opts: TrainOptions, callbacks: list[Any] | None = None) -> TrainResult:
+    """Train on ``opts.data`` and write the model, tokenizer, ``train_log.jsonl`` and ``loss.png`` to ``opts.output``.
+
+    ``callbacks`` are extra ``TrainerCallback`` objects (the benchmark times steps with one).
+    """
+    with _hushed_transformers(opts.quiet):
+        return _train(opts, callbacks or [])
+
+
+def _train(opts: TrainOptions, callbacks: list[Any]) -> TrainResult:
     data = load_tokenized(opts.data)
     check_options(opts, data)
     report_to = setup_reporting(opts.report_to)
@@ -259,12 +285,13 @@ def train(opts: TrainOptions) -> TrainResult:
     out = Path(opts.output)
     written = ["model", "tokenizer", "train_log.jsonl", "loss.png"]
     if opts.lora_r:
-        if opts.model == TINY:
-            model.save_pretrained(out / "base")
-            written.append("base/")
+        base = copy.deepcopy(model) if opts.model == TINY else None
         model = apply_lora(model, data.task, opts.lora_r, opts.lora_alpha, opts.lora_target or None)
-        if opts.model == TINY:
+        if base is not None:  # a random base exists nowhere else: keep it, or the adapter means nothing
+            if int(os.environ.get("RANK", "0")) == 0:
+                base.save_pretrained(out / "base")
             model.peft_config["default"].base_model_name_or_path = str((out / "base").resolve())
+            written.append("base/")
         if opts.gradient_checkpointing:
             model.enable_input_require_grads()
         written[0] = "adapter"
@@ -281,7 +308,7 @@ def train(opts: TrainOptions) -> TrainResult:
         data_collator=PadCollator(pad_id, pad_to_multiple_of=8 if device.startswith("cuda") else None),
         processing_class=tokenizer,
         compute_metrics=compute_classification_metrics if data.task == "classification" else None,
-        callbacks=[JsonlLog(out / "train_log.jsonl")],
+        callbacks=[JsonlLog(out / "train_log.jsonl"), *callbacks],
     )
     trainer.add_perplexity = data.task == "causal"
     trainer.remove_callback(PrinterCallback)
@@ -292,7 +319,7 @@ def train(opts: TrainOptions) -> TrainResult:
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = time.perf_counter() - started
-    session_tokens = trainer.state.num_input_tokens_seen - trainer._initial_num_input_tokens_seen
+    session_tokens = trainer.state.num_input_tokens_seen - getattr(trainer, "_initial_num_input_tokens_seen", 0)
     eval_metrics: dict[str, float] = {}
     if eval_name:
         eval_metrics = _kept_eval(trainer, opts.load_best) or trainer.evaluate()
