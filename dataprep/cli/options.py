@@ -71,14 +71,17 @@ def run_stream(
     finish: Callable[[], Iterable[tuple[list[Record], list[Rejected]]]] | None = None,
     input_format: str | None = None,
     report: StageReport | None = None,
+    writer: Any = None,
 ) -> StageReport:
     """Read ``input`` in batches, run ``process`` on each, write what it keeps, account for what it rejects.
 
     ``finish`` yields more (kept, rejected) pairs after the input ends (``split`` emits everything there).
-    Output and rejects files appear only if the whole run succeeds.
+    Output and rejects files appear only if the whole run succeeds. ``writer`` stands in for the RecordWriter of
+    ``output``: anything with ``write(rows)`` and ``close(ok)`` (split writes pre-encoded lines, or one file per
+    split).
     """
     report = report or StageReport(stage, rejects)
-    writer = RecordWriter(output)
+    writer = writer or RecordWriter(output)
     bar = progress(quiet, stage)
     ok = False
     try:

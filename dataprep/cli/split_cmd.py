@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import click
 
-from dataprep.cli.options import input_argument, progress, stream_options
+from dataprep.cli.options import input_argument, run_stream, stream_options
 from dataprep.errors import UsageProblem
-from dataprep.io import read_batches
+from dataprep.io import Batch
 from dataprep.split import BUCKET_BY, STAGE, SplitOptions, SplitSink, Splitter, parse_size
-from dataprep.stage import StageReport
+from dataprep.stage import Rejected, StageReport
 
 
 @click.command("split")
@@ -67,30 +69,23 @@ def command(
         max_bucket=max_bucket,
         stratify_by=tuple(name.strip() for name in stratify_by.split(",")),
     )
-    # run_stream's loop, except that split emits pre-encoded lines, and only once all rows are in.
     splitter = Splitter(options)
     report = StageReport(STAGE, rejects)
-    sink = SplitSink(output, out_dir, with_test=options.test_size is not None)
-    bar = progress(quiet, STAGE)
-    ok = False
-    try:
-        on_bad = report.bad_input if on_error == "reject" else None
-        for batch in read_batches(input, fmt=input_format, on_bad=on_bad):
-            report.rows_in += len(batch)
-            report.emit(0, splitter.add(batch.records))
-            bar.update(len(batch))
+
+    def hold(batch: Batch) -> tuple[list, list[Rejected]]:
+        return [], splitter.add(batch.records)
+
+    def emit_all() -> Iterator[tuple[list[str], list[Rejected]]]:
+        """Split emits only once every row is in; its lines come pre-encoded, with ``split`` appended."""
         for rows in splitter.finish_lines():
-            report.emit(len(rows), [])
-            sink.write(rows)
+            yield rows, []
         report.extra.update(splitter.counts)
         if splitter.merges:
             report.extra["merged"] = "; ".join(splitter.merges)
-        report.check()
-        ok = True
+
+    try:
+        run_stream(STAGE, input, output=output, rejects=rejects, on_error=on_error, quiet=quiet, process=hold,
+                   finish=emit_all, input_format=input_format, report=report,
+                   writer=SplitSink(output, out_dir, with_test=options.test_size is not None))
     finally:
-        bar.close()
         splitter.close()
-        sink.close(ok=ok)
-        report.close(ok=ok)
-    if not quiet:
-        click.echo(report.summary(), err=True)
