@@ -111,18 +111,18 @@ def main() -> None:
             raw_cpu.append(raw_cpu_s)
             print(f"run {run + 1}: dataprep {seconds:.2f}s ({cpu:.2f} CPU s), raw encode_batch {raw_seconds:.2f}s "
                   f"({raw_cpu_s:.2f} CPU s)", flush=True)
-        totals = manifest["totals"]
+        totals = manifest.totals
         t_ours, t_raw = statistics.median(ours), statistics.median(raw)
         c_ours, c_raw = statistics.median(ours_cpu), statistics.median(raw_cpu)
-        print(f"dataprep tokenize: {t_ours:.2f}s  {totals['rows_in'] / t_ours:,.0f} rows/s  "
-              f"{totals['tokens'] / t_ours:,.0f} tokens/s  ({totals['rows_out']:,} rows out, "
-              f"{totals['tokens']:,} tokens, {totals['truncated']:,} truncated, {totals['rejected']:,} rejected)")
+        print(f"dataprep tokenize: {t_ours:.2f}s  {totals.rows_in / t_ours:,.0f} rows/s  "
+              f"{totals.tokens / t_ours:,.0f} tokens/s  ({totals.rows_out:,} rows out, "
+              f"{totals.tokens:,} tokens, {totals.truncated:,} truncated, {totals.rejected:,} rejected)")
         print(f"raw Rust encode_batch: {t_raw:.2f}s  {len(texts) / t_raw:,.0f} rows/s  "
               f"{raw_tokens / t_raw:,.0f} tokens/s")
         print(f"ratio raw/dataprep: {t_raw / t_ours:.2f} wall, {c_raw / c_ours:.2f} CPU (target >= 0.70)")
         wall, peak = cli_peak(canonical, tokenizer, tmp)
         print(f"CLI process: {wall:.2f}s wall incl. start-up and imports, peak RSS {peak:,.0f} MiB")
-        print(json.dumps({"rows": totals["rows_in"], "dataprep_s": round(t_ours, 3), "raw_s": round(t_raw, 3),
+        print(json.dumps({"rows": totals.rows_in, "dataprep_s": round(t_ours, 3), "raw_s": round(t_raw, 3),
                           "ratio": round(t_raw / t_ours, 3), "cpu_ratio": round(c_raw / c_ours, 3),
                           "peak_rss_mib": round(peak), "cli_wall_s": round(wall, 2)}))
     finally:

@@ -26,12 +26,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from dataprep.errors import InputError, UsageProblem
+from dataprep.io import Batch
 from dataprep.records import Record
-from dataprep.stage import Rejected
+from dataprep.stage import Rejected, survivors
 
 STAGE = "filter"
 REASONS = (
@@ -206,12 +208,12 @@ def filter_batch(
     rows = dict(zip(failing, measured.filter(pl.col("reason").is_not_null()).to_dicts(), strict=True))
     for i, record in enumerate(records):
         if i in rows:
-            rejected.append(Rejected(record, reasons[i], _detail(reasons[i], rows[i], options)))
+            rejected.append(Rejected(record, reasons[i], _detail(reasons[i], rows[i], options), index=i))
         elif options.dedup and seen is not None:
             key = content_key(record)
             first = seen.seen.get(key)
             if first is not None:
-                rejected.append(Rejected(record, "duplicate", f"same content as kept id {first}"))
+                rejected.append(Rejected(record, "duplicate", f"same content as kept id {first}", index=i))
             else:
                 seen.seen[key] = str(record.get("id", ""))
                 kept.append(record)
@@ -236,3 +238,23 @@ def _detail(reason: str, row: dict, options: FilterOptions) -> str:
         return f"contains banned word {word!r}"
     pattern = next(p for i, p in enumerate(options.drop_regex) if row[f"regex_{i}"])
     return f"matches --drop-regex {pattern!r}"
+
+
+class FilterStage:
+    """``filter`` as a stage: the rules of ``options``, with one dedup memory shared by all batches of a run."""
+
+    name = STAGE
+
+    def __init__(self, options: FilterOptions) -> None:
+        self.options = options
+        self.seen = DedupState() if options.dedup else None
+
+    def process(self, batch: Batch) -> tuple[Batch, list[Rejected]]:
+        kept, rejected = filter_batch(batch.records, self.options, self.seen)
+        return survivors(batch, kept, rejected), rejected
+
+    def finish(self) -> tuple[()]:
+        return ()
+
+    def facts(self) -> dict[str, Any]:
+        return {}

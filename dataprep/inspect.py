@@ -7,7 +7,6 @@ bytes fall on both sides of a boundary shows as U+FFFD in both runs; the ids the
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from dataprep.errors import DataprepError, UsageProblem
-from dataprep.manifest import MANIFEST, TOKENIZER_DIR
-from dataprep.tokenize import IGNORE_INDEX
+from dataprep.errors import UsageProblem
+from dataprep.manifest import TOKENIZER_DIR, Manifest, load_manifest
+from dataprep.tokenize.layout import IGNORE_INDEX
 
 OPEN, CLOSE = "[[", "]]"
 GREEN, RESET = "\x1b[1;32m", "\x1b[0m"
@@ -30,18 +29,16 @@ class Tokenized:
 
     datasets: Any
     tokenizer: Any
-    manifest: dict[str, Any]
+    manifest: Manifest
 
 
 def load_tokenized(outdir: str) -> Tokenized:
     folder = Path(outdir)
-    if not (folder / MANIFEST).is_file():
-        raise DataprepError(f"{outdir}: no {MANIFEST}; not a folder written by dataprep tokenize")
+    manifest = load_manifest(folder)
     from datasets import load_from_disk
 
     from dataprep.tokenizer_io import load_tokenizer
 
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     return Tokenized(load_from_disk(str(folder)), load_tokenizer(str(folder / TOKENIZER_DIR)), manifest)
 
 
@@ -104,7 +101,7 @@ def inspect_rows(tokenized: Tokenized, *, split: str | None = None, index: int |
     if name not in splits:
         raise UsageProblem(f"no split {name!r}; this folder has {', '.join(splits)}")
     data = tokenized.datasets[name]
-    label_names = (tokenized.manifest.get("labels") or {}).get("names")
+    label_names = tokenized.manifest.label_names or None
     for i in pick_rows(len(data), index=index, sample=sample, seed=seed):
         row = data[i]
         yield header(name, i, row) + "\n" + show_row(row, tokenized.tokenizer, color=color,

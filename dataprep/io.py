@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dataprep.errors import InputError
-from dataprep.records import Record, ordered
+from dataprep.records import Record
 
 DEFAULT_BATCH_SIZE = 2048
 INPUT_FORMATS = ("json", "jsonl", "csv", "tsv", "parquet", "arrow")
@@ -31,16 +31,33 @@ INPUT_FORMATS = ("json", "jsonl", "csv", "tsv", "parquet", "arrow")
 
 @dataclass
 class Batch:
-    """A run of records; ``lines[i]`` is record i's 1-based line in ``source`` (0 when there are no lines)."""
+    """A run of records; ``lines[i]`` is record i's 1-based line in ``source`` (0 when there are no lines).
+
+    ``locs`` replaces both when a batch gathers rows of several places (``split`` emits rows it spooled);
+    ``split`` names the split of every row when the input was given as ``NAME=PATH``.
+    """
 
     source: str
     records: list[Record] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     indexes: list[int] = field(default_factory=list)
+    locs: list[str] | None = None
+    split: str | None = None
 
     def location(self, i: int) -> str:
+        if self.locs is not None:
+            return self.locs[i]
         line = self.lines[i]
         return f"{self.source}:{line}" if line else f"{self.source}[{self.indexes[i]}]"
+
+    def take(self, positions: list[int], records: list[Record] | None = None) -> Batch:
+        """The rows at ``positions`` (or ``records`` standing in for them, one per position), keeping where each
+        came from, so a later stage still names the input line of a row it rejects."""
+        rows = records if records is not None else [self.records[i] for i in positions]
+        if self.locs is not None:
+            return Batch(self.source, rows, locs=[self.locs[i] for i in positions], split=self.split)
+        return Batch(self.source, rows, [self.lines[i] for i in positions], [self.indexes[i] for i in positions],
+                     split=self.split)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -394,83 +411,3 @@ class AtomicFile:
             self.commit()
         else:
             self.abort()
-
-
-PARQUET_META_NOTE = "meta is stored as JSON text in Parquet and decoded again on read"
-
-
-class RecordWriter:
-    """Writes records as JSONL to stdout or a file, or as Parquet; files appear only on success."""
-
-    def __init__(self, path: str = "-") -> None:
-        self.path = path
-        self.count = 0
-        self._parquet = path != "-" and path.endswith(".parquet")
-        self._rows: list[Record] = []
-        self._file: AtomicFile | None = None
-        self._gzip: IO[bytes] | None = None
-        if path == "-" or self._parquet:
-            return
-        if path.endswith(".gz"):
-            self._file = AtomicFile(path, "wb")
-            self._gzip = gzip.GzipFile(fileobj=self._file.handle, mode="wb", mtime=0)
-        else:
-            self._file = AtomicFile(path)
-
-    def write(self, records: list[Record]) -> None:
-        self.count += len(records)
-        if self._parquet:
-            self._rows.extend(records)
-            return
-        text = "".join(dumps(r) + "\n" for r in records)
-        if self._gzip is not None:
-            self._gzip.write(text.encode("utf-8"))
-        elif self._file is not None:
-            self._file.handle.write(text)
-        else:
-            sys.stdout.write(text)
-
-    def close(self, ok: bool = True) -> None:
-        if not ok:
-            if self._file is not None:
-                self._file.abort()
-            return
-        if self._parquet:
-            self._write_parquet()
-        elif self._file is not None:
-            if self._gzip is not None:
-                self._gzip.close()
-            self._file.commit()
-        else:
-            sys.stdout.flush()
-
-    def _write_parquet(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        rows = [
-            {**r, "meta": json.dumps(r["meta"], ensure_ascii=False)} if isinstance(r.get("meta"), dict) else r
-            for r in self._rows
-        ]
-        table = pa.Table.from_pylist(rows)
-        target = Path(self.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    def __enter__(self) -> RecordWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.close(ok=exc_type is None)
-
-
-def canonical_rows(records: list[Record]) -> list[Record]:
-    """Put each record's keys in canonical order before writing."""
-    return [ordered(r) for r in records]

@@ -1,29 +1,24 @@
-"""The output folder of ``dataprep tokenize``: Arrow splits written in a temp dir, a content-addressed manifest,
-a dataset card, and one atomic rename at the end.
+"""The manifest of a dataset folder (``dataprep.json``): one typed record, written and read through one pair of
+functions by every part that makes or consumes such a folder (tokenize, pack, inspect, stats, train, tests).
 
-Cache key. ``key = sha256(version, task, options, input sha256s (with their split names), tokenizer file
-sha256s, template name + text hash + default system prompt)``. Paths and mtimes are never part of it: the same
-bytes under another name are the same job, and a changed byte anywhere that shapes the output is a new one.
-
-Atomicity. Everything is built in ``.OUTDIR.tmp-*`` beside OUTDIR; on success an existing OUTDIR is renamed
-aside, the new one renamed in, and the old one removed. A run that dies leaves OUTDIR as it was (or absent),
-plus at worst a hidden temp folder.
+It says what the folder holds (task, splits with row/token/supervised counts, rejects by reason, labels), how it
+was made (options, template, encoder, inputs by content hash) and what a trainer must know (the tokenizer's size
+and special ids). ``key`` is the content-addressed cache key: ``sha256(version, task, options, input sha256s
+(with their split names), tokenizer file sha256s, template name + text hash + default system prompt)``. Paths and
+mtimes are never part of it: the same bytes under another name are the same job, and a changed byte anywhere that
+shapes the output is a new one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-import pyarrow as pa
 
 from dataprep import __version__
 from dataprep.errors import DataprepError, InputError
@@ -34,7 +29,132 @@ MANIFEST = "dataprep.json"
 CARD = "README.md"
 TOKENIZER_DIR = "tokenizer"
 SPLIT_ORDER = ("train", "validation", "test")
+TASKS = ("causal", "classification")
 
+
+@dataclass
+class SplitStats:
+    rows: int = 0
+    tokens: int = 0
+    supervised_tokens: int | None = 0
+    truncated: int = 0
+
+
+@dataclass
+class Totals:
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    truncated: int = 0
+    tokens: int = 0
+    supervised_tokens: int | None = 0
+
+
+@dataclass
+class TokenizerFacts:
+    """What a trainer needs to size embeddings and pad: ``len`` counts added tokens, ``vocab_size`` does not."""
+
+    len: int
+    vocab_size: int | None = None
+    pad_token_id: int | None = None
+    eos_token_id: int | None = None
+    bos_token_id: int | None = None
+    pad_token: str | None = None
+    eos_token: str | None = None
+    bos_token: str | None = None
+    model_input_names: list[str] = field(default_factory=list)
+    class_name: str | None = None
+    files_sha256: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    task: str
+    tokenizer: TokenizerFacts
+    splits: dict[str, SplitStats]
+    key: str = ""
+    dataprep_version: str = __version__
+    options: dict[str, Any] = field(default_factory=dict)
+    template: dict[str, Any] | None = None
+    encoder: dict[str, Any] | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals)
+    labels: dict[str, Any] | None = None
+    self_check: dict[str, Any] | None = None
+    mixture: dict[str, Any] | None = None
+    packing: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        return {k: v for k, v in out.items() if v is not None or k in ("template",)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Build from parsed JSON; a missing or mistyped required part raises ``ValueError`` naming it."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        tok = data.get("tokenizer")
+        if not isinstance(tok, dict) or not isinstance(tok.get("len"), int):
+            raise ValueError("the manifest has no tokenizer.len")
+        task = data.get("task", "causal")
+        if task not in TASKS:
+            raise ValueError(f"task {task!r} is unknown (known: {', '.join(TASKS)})")
+        splits = data.get("splits") or {}
+        if not isinstance(splits, dict) or not all(isinstance(s, dict) for s in splits.values()):
+            raise ValueError("splits must map split names to counts")
+        fields = {f for f in TokenizerFacts.__dataclass_fields__}
+        return cls(
+            task=task,
+            tokenizer=TokenizerFacts(**{k: v for k, v in tok.items() if k in fields}),
+            splits={name: SplitStats(**{k: v for k, v in s.items() if k in SplitStats.__dataclass_fields__})
+                    for name, s in splits.items()},
+            key=str(data.get("key", "")),
+            dataprep_version=str(data.get("dataprep_version", "")),
+            options=dict(data.get("options") or {}),
+            template=data.get("template"),
+            encoder=data.get("encoder"),
+            inputs=list(data.get("inputs") or []),
+            rejected=dict(data.get("rejected") or {}),
+            totals=Totals(**{k: v for k, v in (data.get("totals") or {}).items() if k in Totals.__dataclass_fields__}),
+            labels=data.get("labels"),
+            self_check=data.get("self_check"),
+            mixture=data.get("mixture"),
+            packing=data.get("packing"),
+        )
+
+    @property
+    def label_names(self) -> list[str]:
+        return list((self.labels or {}).get("names", []))
+
+
+def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
+    path = Path(folder) / MANIFEST
+    path.write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(folder: str | Path) -> Manifest | None:
+    """The manifest of ``folder``, or None when there is none or it cannot be read (tokenize then redoes work)."""
+    try:
+        return load_manifest(folder)
+    except DataprepError:
+        return None
+
+
+def load_manifest(folder: str | Path) -> Manifest:
+    """The manifest of ``folder``; a missing or broken one is a one-line error saying what to do."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise DataprepError(f"{folder}: no {MANIFEST} here, so this is not a dataset written by dataprep",
+                            hint="run dataprep tokenize ... -o DIR first and pass that DIR")
+    try:
+        return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError) as exc:
+        raise DataprepError(f"{path}: not a valid manifest: {exc}", hint="re-run dataprep tokenize") from None
+
+
+# -- inputs and the cache key ------------------------------------------------------------------------------------
 
 @dataclass
 class InputFile:
@@ -46,6 +166,9 @@ class InputFile:
     bytes: int
     split: str | None = None
     fmt: str | None = None
+
+    def fact(self) -> dict[str, Any]:
+        return {"name": self.name, "split": self.split, "bytes": self.bytes, "sha256": self.sha256}
 
 
 def _hash_stream(stream: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
@@ -110,154 +233,23 @@ def key_parts(
     }
 
 
-def read_manifest(outdir: str | Path) -> dict[str, Any] | None:
-    path = Path(outdir) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
+def check_target(outdir: str | Path) -> None:
+    """Refuse to replace a folder dataprep did not write: a non-empty OUTDIR without a manifest is someone else's.
 
-
-def check_target(outdir: str | Path, force: bool) -> None:
-    """Refuse to replace a folder that is not ours: a non-empty OUTDIR without a manifest needs --force."""
+    ``--force`` does not override this (it only redoes an up-to-date folder): a mistyped ``-o`` must never delete
+    a user's data.
+    """
     path = Path(outdir)
     if path.exists() and not path.is_dir():
         raise DataprepError(f"{outdir}: exists and is not a folder")
-    if path.is_dir() and not force and read_manifest(path) is None and any(path.iterdir()):
+    if path.is_dir() and not (path / MANIFEST).is_file() and any(path.iterdir()):
         raise DataprepError(
-            f"{outdir}: folder exists and was not written by dataprep tokenize (no {MANIFEST})",
-            hint="pick another -o, or pass --force to replace it",
+            f"{outdir}: folder exists and was not written by dataprep (no {MANIFEST}); dataprep replaces only "
+            "folders it wrote",
+            hint="pick another -o, or remove that folder yourself",
         )
 
 
 def split_order(names: list[str]) -> list[str]:
     known = [s for s in SPLIT_ORDER if s in names]
     return known + sorted(s for s in names if s not in SPLIT_ORDER)
-
-
-class OutputDir:
-    """Builds the dataset folder beside OUTDIR and swaps it in on :meth:`commit`; :meth:`abort` leaves no trace."""
-
-    def __init__(self, outdir: str | Path, schema: pa.Schema) -> None:
-        self.target = Path(outdir)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.work = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        self.staging = self.work / "out"
-        self.staging.mkdir()
-        self.parts = self.work / "parts"
-        self.parts.mkdir()
-        self.schema = schema
-        self._writers: dict[str, pa.ipc.RecordBatchStreamWriter] = {}
-
-    def write(self, split: str, batch: pa.RecordBatch) -> None:
-        writer = self._writers.get(split)
-        if writer is None:
-            writer = pa.ipc.new_stream(str(self.parts / f"{split}.arrow"), self.schema)
-            self._writers[split] = writer
-        writer.write_batch(batch)
-
-    @property
-    def splits(self) -> list[str]:
-        return split_order(list(self._writers))
-
-    def finish_splits(self, key: str, rewrite: Any = None) -> None:
-        """Close the split files and save them as a DatasetDict (memory-mapped, so RAM stays flat).
-
-        ``rewrite(split_path) -> path`` may replace a split file first (classification maps label names to ids).
-        The fingerprint comes from the cache key, so two runs write byte-identical state files.
-        """
-        from datasets import Dataset, DatasetDict
-        from datasets.table import MemoryMappedTable
-        from datasets.utils.tqdm import (
-            are_progress_bars_disabled,
-            disable_progress_bars,
-            enable_progress_bars,
-        )
-
-        for writer in self._writers.values():
-            writer.close()
-        parts = {}
-        for split in self.splits:
-            path = self.parts / f"{split}.arrow"
-            if rewrite is not None:
-                path = rewrite(path)
-            fingerprint = hashlib.sha256(f"{key}:{split}".encode()).hexdigest()[:16]
-            parts[split] = Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=fingerprint)
-        quiet_before = are_progress_bars_disabled()
-        disable_progress_bars()  # stderr carries our own summary, not datasets' bars
-        try:
-            DatasetDict(parts).save_to_disk(str(self.staging))
-        finally:
-            if not quiet_before:
-                enable_progress_bars()
-
-    def commit(self) -> None:
-        aside = None
-        if self.target.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
-            os.replace(self.target, aside / "old")
-        os.replace(self.staging, self.target)
-        shutil.rmtree(self.work, ignore_errors=True)
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-
-    def abort(self) -> None:
-        for writer in self._writers.values():
-            with contextlib.suppress(OSError, pa.ArrowException):
-                writer.close()
-        shutil.rmtree(self.work, ignore_errors=True)
-
-
-def write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-
-
-def dataset_card(manifest: dict[str, Any]) -> str:
-    """A README for people with the same facts as the manifest."""
-    tok = manifest["tokenizer"]
-    opts = manifest["options"]
-    lines = [
-        "# Tokenized dataset",
-        "",
-        f"Written by dataprep {manifest['dataprep_version']} (`dataprep tokenize`), task **{manifest['task']}**.",
-        "Load it with `datasets.load_from_disk(<this folder>)`; the tokenizer is in `tokenizer/`.",
-        "",
-        "## Splits",
-        "",
-        "| split | rows | tokens | supervised tokens | truncated |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name, s in manifest["splits"].items():
-        supervised = "n/a" if s["supervised_tokens"] is None else f"{s['supervised_tokens']:,}"
-        lines.append(f"| {name} | {s['rows']:,} | {s['tokens']:,} | {supervised} | {s['truncated']:,} |")
-    lines += ["", "## Rows", ""]
-    totals = manifest["totals"]
-    lines.append(f"{totals['rows_in']:,} rows in, {totals['rows_out']:,} written, {totals['rejected']:,} rejected.")
-    if manifest["rejected"]:
-        lines.append("")
-        lines += [f"- `{reason}`: {n:,}" for reason, n in manifest["rejected"].items()]
-    lines += ["", "## How it was made", ""]
-    lines += [f"- {k}: `{json.dumps(v, ensure_ascii=False)}`" for k, v in opts.items()]
-    template = manifest.get("template")
-    if template:
-        lines.append(f"- template: `{template['name']}` (text sha256 `{template['sha256'][:16]}…`)")
-        system = template.get("default_system")
-        lines.append(f"- default system prompt: {json.dumps(system, ensure_ascii=False) if system else 'none'}")
-    labels = manifest.get("labels")
-    if labels:
-        lines.append("- labels: " + ", ".join(f"{i} = `{n}`" for i, n in enumerate(labels["names"])))
-    lines += ["", "## Tokenizer", ""]
-    lines.append(f"- class `{tok['class']}`, len {tok['len']:,} (vocab {tok['vocab_size']:,})")
-    lines.append(f"- pad id {tok['pad_token_id']}, eos id {tok['eos_token_id']}, bos id {tok['bos_token_id']}")
-    lines += [f"- `{name}` sha256 `{sha}`" for name, sha in tok["files_sha256"].items()]
-    lines += ["", "## Inputs", ""]
-    lines += [
-        f"- `{i['name']}`" + (f" → split `{i['split']}`" if i.get("split") else "") + f": {i['bytes']:,} bytes, "
-        f"sha256 `{i['sha256']}`"
-        for i in manifest["inputs"]
-    ]
-    lines += ["", f"Cache key: `{manifest['key']}`", ""]
-    return "\n".join(lines)

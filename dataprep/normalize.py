@@ -14,8 +14,9 @@ from typing import Any
 
 from dataprep import formats
 from dataprep.errors import UsageProblem
+from dataprep.io import Batch
 from dataprep.records import Record, RecordError
-from dataprep.stage import Rejected
+from dataprep.stage import Rejected, survivors
 
 STAGE = "normalize"
 FROM_FORMATS = (*formats.SOURCE_FORMATS, "auto")
@@ -74,14 +75,10 @@ def parse_map(text: str | None) -> dict[str, str]:
 
 
 def normalize_batch(
-    records: list[dict[str, Any]],
-    options: NormalizeOptions,
-    locate: Callable[[int], str] | None = None,
+    records: list[dict[str, Any]], options: NormalizeOptions
 ) -> tuple[list[Record], list[Rejected]]:
-    """Read each row into a canonical record (then into ``options.to``); rejects carry the row as it came in.
-
-    ``locate(i)`` names row i's place (``file:line``) for the rejects file.
-    """
+    """Read each row into a canonical record (then into ``options.to``); rejects carry the row as it came in
+    and its index in ``records``."""
     read, write = options.read, options.write
     kept: list[Record] = []
     rejected: list[Rejected] = []
@@ -89,5 +86,33 @@ def normalize_batch(
         try:
             kept.append(write(read(row)))
         except RecordError as exc:
-            rejected.append(Rejected(row, exc.reason, exc.detail, locate(i) if locate else None))
+            rejected.append(Rejected(row, exc.reason, exc.detail, index=i))
     return kept, rejected
+
+
+class NormalizeStage:
+    """``normalize`` as a stage; with ``source="auto"`` the format is told from the first record and announced
+    through ``notify`` (the CLI prints it on stderr)."""
+
+    name = STAGE
+
+    def __init__(self, options: NormalizeOptions, notify: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self.notify = notify
+
+    def process(self, batch: Batch) -> tuple[Batch, list[Rejected]]:
+        if self.options.source == "auto" and len(batch):
+            try:
+                self.options = self.options.resolved(batch.records[0])
+            except UsageProblem as exc:
+                raise UsageProblem(f"{batch.location(0)}: {exc}", hint=exc.hint) from None
+            if self.notify is not None:
+                self.notify(f"normalize: detected format {self.options.source}")
+        kept, rejected = normalize_batch(batch.records, self.options)
+        return survivors(batch, kept, rejected), rejected
+
+    def finish(self) -> tuple[()]:
+        return ()
+
+    def facts(self) -> dict[str, Any]:
+        return {"to": self.options.to} if self.options.to != "canonical" else {}

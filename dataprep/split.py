@@ -15,9 +15,9 @@ How a record's split is chosen:
   record therefore does not depend on input order, and adding rows moves few existing ones: only those pushed
   across a quota boundary.
 
-Memory: all rows must be seen before any is assigned, so records are spooled to a temporary JSONL file (in
-``TMPDIR``) and only 21 bytes per row stay in memory: two 8-byte hashes, a 4-byte stratum index and a 1-byte
-layout flag, plus one dict entry per distinct stratum. Assigning (one numpy sort) briefly needs about 80 bytes
+Memory: all rows must be seen before any is assigned, so records are spooled to a temporary file (in ``TMPDIR``;
+each line is the row's input location and its JSON) and only 20 bytes per row stay in memory: two 8-byte hashes
+and a 4-byte stratum index, plus one dict entry per distinct stratum. Assigning (one numpy sort) briefly needs about 80 bytes
 more per row; the output is then streamed from the spool a batch at a time. Measured: peak RSS grows by about
 95 bytes per row (44 MiB for 40,000 rows, 78 MiB for 400,000).
 """
@@ -27,28 +27,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from dataprep.errors import DataprepError, UsageProblem
-from dataprep.io import AtomicFile, RecordWriter, dumps
-from dataprep.records import FIELD_ORDER, Record, ordered, user_text
+from dataprep.io import Batch, dumps
+from dataprep.records import Record, ordered, user_text
 from dataprep.stage import Rejected
 
 STAGE = "split"
 SPLITS = ("train", "validation", "test")
 BUCKET_BY = ("words", "chars")
 TRAIN, VALIDATION, TEST = 0, 1, 2
-SPLIT_POSITION = FIELD_ORDER["split"]
-UNKNOWN = len(FIELD_ORDER)
 
 
 @dataclass(frozen=True)
@@ -235,8 +230,7 @@ def assign(
 class Splitter:
     """Collects records (spooling them to disk), then assigns every split at once and streams them back.
 
-    Use: ``add()`` each batch, then iterate ``finish_lines()`` (or ``finish()`` for records); afterwards
-    ``counts`` and ``merges`` describe the result.
+    Use: ``add()`` each batch, then iterate ``finish()``; afterwards ``counts`` and ``merges`` describe the result.
     """
 
     options: SplitOptions
@@ -252,48 +246,37 @@ class Splitter:
         self._primary: list[np.ndarray] = []
         self._tie: list[np.ndarray] = []
         self._seed = str(self.options.seed).encode("utf-8") + b"\x00"
-        self._layouts: dict[tuple[str, ...], tuple[bool, bool]] = {}
-        self._reorder = bytearray()
 
-    def add(self, records: list[Record]) -> list[Rejected]:
-        """Spool the records; a record without a stratify field is rejected (``missing_stratify_field``)."""
+    def add(self, records: list[Record], locations: list[str] | None = None) -> list[Rejected]:
+        """Spool the records (with where each came from, so rows emitted at the end still name their line); a
+        record without a stratify field is rejected (``missing_stratify_field``)."""
         opts = self.options
         rejected: list[Rejected] = []
         strata: list[int] = []
         lines: list[bytes] = []
         primary: list[bytes] = []
-        for record in records:
+        ties: list[bytes] = []
+        for i, record in enumerate(records):
             record = dict(record)
             record.pop("split", None)
             record["len_bucket"] = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
             try:
                 key = tuple(_hashable(field_value(record, name)) for name in opts.stratify_by)
             except MissingField as exc:
-                rejected.append(Rejected(record, "missing_stratify_field", f"no value for field {exc.args[0]!r}"))
+                rejected.append(Rejected(record, "missing_stratify_field", f"no value for field {exc.args[0]!r}",
+                                         index=i))
                 continue
-            in_order, reorder = self._layout(record)
-            line = dumps(record if in_order else ordered(record)).encode("utf-8")
-            self._reorder.append(reorder)
+            line = dumps(record).encode("utf-8")
+            where = (locations[i] if locations else "").encode("utf-8")
             strata.append(self._strata.setdefault(key, len(self._strata)))
-            lines.append(line)
+            lines.append(b"%d:%s%s\n" % (len(where), where, line))
             primary.append(_hash64(self._seed + str(record.get("id", "")).encode("utf-8")))
-        self._spool.write(b"".join(line + b"\n" for line in lines))
+            ties.append(_hash64(line))
+        self._spool.write(b"".join(lines))
         self._rows_strata.append(np.asarray(strata, dtype=np.int32))
         self._primary.append(np.frombuffer(b"".join(primary), dtype=">u8"))
-        self._tie.append(np.frombuffer(b"".join(_hash64(line) for line in lines), dtype=">u8"))
+        self._tie.append(np.frombuffer(b"".join(ties), dtype=">u8"))
         return rejected
-
-    def _layout(self, record: Record) -> tuple[bool, bool]:
-        """Whether the keys are in canonical order, and whether any comes after ``split`` (unknown fields).
-
-        Cached per key layout: a file has only a handful, so ``records.ordered`` runs on almost no rows.
-        """
-        keys = tuple(record)
-        layout = self._layouts.get(keys)
-        if layout is None:
-            layout = (tuple(ordered(record)) == keys, any(FIELD_ORDER.get(k, UNKNOWN) > SPLIT_POSITION for k in keys))
-            self._layouts[keys] = layout
-        return layout
 
     def _codes(self) -> np.ndarray:
         n = sum(len(a) for a in self._rows_strata)
@@ -326,35 +309,25 @@ class Splitter:
             self.counts["test"] = k_test
         return codes
 
-    def finish_lines(self, batch_size: int = 2048) -> Iterator[list[tuple[str, str]]]:
-        """Assign all splits, then yield ``(split, JSON line)`` pairs in input order.
-
-        A spooled line is already canonical JSON ending in ``len_bucket``, so ``split`` (the next canonical
-        field) is appended as text; only rows with fields unknown to the schema are decoded and re-encoded.
-        """
+    def finish(self, batch_size: int = 2048) -> Iterator[Batch]:
+        """Assign all splits, then yield the records in input order, with ``len_bucket`` and ``split`` set and
+        their keys in canonical order, as batches that remember each row's input location."""
         codes = self._codes()
         self._spool.seek(0)
-        batch: list[tuple[str, str]] = []
-        for code, reorder, raw in zip(codes.tolist(), self._reorder, self._spool, strict=True):
-            name = SPLITS[code]
-            if reorder:
-                record = json.loads(raw)
-                record["split"] = name
-                line = dumps(ordered(record))
-            else:
-                line = f'{raw[:-2].decode("utf-8")},"split":"{name}"}}'
-            batch.append((name, line))
+        batch = Batch("", locs=[])
+        for code, raw in zip(codes.tolist(), self._spool, strict=True):
+            size, _, rest = raw.partition(b":")
+            cut = int(size)
+            record = json.loads(rest[cut:])
+            record["split"] = SPLITS[code]
+            batch.records.append(ordered(record))
+            batch.locs.append(rest[:cut].decode("utf-8"))  # type: ignore[union-attr]
             if len(batch) >= batch_size:
                 yield batch
-                batch = []
-        if batch:
+                batch = Batch("", locs=[])
+        if batch.records:
             yield batch
         self.close()
-
-    def finish(self, batch_size: int = 2048) -> Iterator[list[Record]]:
-        """As :meth:`finish_lines`, as records: convenient in Python, slower on large inputs."""
-        for batch in self.finish_lines(batch_size):
-            yield [json.loads(line) for _, line in batch]
 
     def close(self) -> None:
         self._spool.close()
@@ -364,51 +337,27 @@ def _hashable(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, ensure_ascii=False) if isinstance(value, (dict, list)) else value
 
 
-class SplitSink:
-    """Where split's lines go: stdout, one file (.jsonl, .jsonl.gz, .parquet), or one file per split.
+class SplitStage:
+    """``split`` as a stage: holds every row (spooled), emits them all at the end with their split."""
 
-    Files appear only when closed with ``ok``; with ``out_dir``, all of ``train.jsonl``, ``validation.jsonl``
-    (and ``test.jsonl`` when a test split is asked for) are written in full before any is renamed into place.
-    An existing target that is not a regular file (``/dev/null``, a named pipe) is written in place: renaming
-    over it would replace the device.
-    """
+    name = STAGE
 
-    def __init__(self, output: str = "-", out_dir: str | None = None, with_test: bool = False) -> None:
-        self._files: dict[str, AtomicFile] = {}
-        self._records: RecordWriter | None = None
-        self._stream: IO[str] | None = None
-        if out_dir is not None:
-            names = SPLITS if with_test else SPLITS[:2]
-            self._files = {name: AtomicFile(Path(out_dir) / f"{name}.jsonl") for name in names}
-        elif output == "-":
-            self._stream = sys.stdout
-        elif os.path.exists(output) and not os.path.isfile(output):
-            self._stream = open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        elif output.endswith((".gz", ".parquet")):
-            self._records = RecordWriter(output)
-        else:
-            self._files = {"": AtomicFile(output)}
+    def __init__(self, options: SplitOptions) -> None:
+        self.splitter = Splitter(options)
 
-    def write(self, rows: list[tuple[str, str]]) -> None:
-        if self._stream is not None:
-            self._stream.write("".join(line + "\n" for _, line in rows))
-        elif self._records is not None:
-            self._records.write([json.loads(line) for _, line in rows])
-        else:
-            for name, file in self._files.items():
-                file.handle.write("".join(line + "\n" for split, line in rows if name in ("", split)))
+    def process(self, batch: Batch) -> tuple[list[Record], list[Rejected]]:
+        locations = [batch.location(i) for i in range(len(batch))]
+        return [], self.splitter.add(batch.records, locations)
 
-    def close(self, ok: bool = True) -> None:
-        if self._stream is not None:
-            self._stream.flush()
-            if self._stream is not sys.stdout:
-                self._stream.close()
-        if self._records is not None:
-            self._records.close(ok=ok)
-        for file in self._files.values():
-            file.handle.flush()
-        for file in self._files.values():
-            if ok:
-                file.commit()
-            else:
-                file.abort()
+    def finish(self) -> Iterator[tuple[Batch, list[Rejected]]]:
+        for batch in self.splitter.finish():
+            yield batch, []
+
+    def facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = dict(self.splitter.counts)
+        if self.splitter.merges:
+            facts["merged"] = "; ".join(self.splitter.merges)
+        return facts
+
+    def close(self) -> None:
+        self.splitter.close()

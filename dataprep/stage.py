@@ -1,27 +1,69 @@
-"""Row accounting shared by every stage: rows in = rows out + rows rejected, each reject with its reason.
+"""The spine every stage runs inside: a stage, a sink, one loop that counts rows, and the report it fills.
 
-A stage function returns the records it keeps and a list of :class:`Rejected`; :class:`StageReport` counts
-them, writes rejects (record + ``{"stage", "reason", "detail"}``) to a file, and prints the one-line summary.
+A **stage** is a library object that turns a batch into the rows it keeps and the rows it rejects, each reject
+with a reason (``Stage.process``); a stage that must see every row first (``split``) emits at the end
+(``Stage.finish``). A **sink** is where kept rows go (a JSONL/Parquet file, one file per split, a dataset folder).
+:func:`run` is the only code that counts: rows in = rows out + rows rejected is checked on every run, and every
+reject gets the ``file:line`` (or record index) of the row it came from, so no stage has to know where its input
+was read from. Nothing here imports click: the CLI only builds a stage, calls :func:`run` and prints the summary.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
 
-from dataprep.io import AtomicFile, dumps
+from dataprep.io import AtomicFile, Batch, dumps
 from dataprep.records import Record
 
 
 class Rejected(NamedTuple):
+    """A row that does not go on: the row as it came in, a stable ``reason`` and a human ``detail``.
+
+    ``index`` is the row's position in the batch the stage was given; :func:`run` turns it into ``location``.
+    A stage that loses track of batches (one emitting at the end) sets ``location`` itself.
+    """
+
     record: Record
     reason: str
     detail: str
     location: str | None = None
+    index: int | None = None
+
+
+class Stage(Protocol):
+    """One step of a preparation; see the module docstring."""
+
+    name: str
+
+    def process(self, batch: Batch) -> tuple[Sequence[Any], list[Rejected]]:
+        """The rows kept (a :class:`Batch` of records for record stages) and those rejected."""
+        ...
+
+    def finish(self) -> Iterable[tuple[Sequence[Any], list[Rejected]]]:
+        """Rows emitted after the input ends (most stages: none)."""
+        ...
+
+    def facts(self) -> dict[str, Any]:
+        """What the summary line says besides the counts (``template: chatml``, split sizes, ...)."""
+        ...
+
+
+class Sink(Protocol):
+    """Where kept rows go; nothing appears at the target unless ``close(ok=True)``."""
+
+    def write(self, rows: Any) -> None: ...
+
+    def close(self, ok: bool) -> None: ...
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> None: ...
 
 
 class StageReport:
-    """Counts one stage's rows; ``rejects_path`` keeps each rejected record with its reason."""
+    """Counts one stage's rows; ``rejects_path`` keeps each rejected record with its reason and location."""
 
     def __init__(self, stage: str, rejects_path: str | None = None) -> None:
         self.stage = stage
@@ -29,27 +71,15 @@ class StageReport:
         self.rows_out = 0
         self.reasons: Counter[str] = Counter()
         self.extra: dict[str, Any] = {}
+        self.rejects_path = rejects_path
         self._rejects = AtomicFile(rejects_path) if rejects_path else None
 
     @property
     def rejected(self) -> int:
         return sum(self.reasons.values())
 
-    def emit(self, kept: int, rejected: list[Rejected]) -> None:
-        """Account for rows leaving the stage: ``kept`` went on, ``rejected`` did not.
-
-        Rows are counted in on arrival (``rows_in``), since a stage such as split holds them before emitting.
-        """
-        self.rows_out += kept
-        for item in rejected:
-            self.reject(item.record, item.reason, item.detail, count_in=False, location=item.location)
-
-    def reject(
-        self, record: Record | str, reason: str, detail: str, *, count_in: bool = True, location: str | None = None
-    ) -> None:
-        """Reject one row; a raw line that never parsed is kept as ``{"raw": text}``."""
-        if count_in:
-            self.rows_in += 1
+    def reject(self, record: Record | str, reason: str, detail: str, location: str | None = None) -> None:
+        """Account for one row that does not go on; a raw line that never parsed is kept as ``{"raw": text}``."""
         self.reasons[reason] += 1
         if self._rejects is not None:
             row = dict(record) if isinstance(record, dict) else {"raw": record}
@@ -59,8 +89,9 @@ class StageReport:
             self._rejects.handle.write(dumps(row) + "\n")
 
     def bad_input(self, location: str, reason: str, detail: str, raw: str) -> None:
-        """Handler for the readers' ``on_bad``: a malformed line becomes a reject, not a crash."""
-        self.reject(raw, reason, detail, location=location)
+        """Handler for the readers' ``on_bad``: a malformed line is counted in and rejected, not a crash."""
+        self.rows_in += 1
+        self.reject(raw, reason, detail, location)
 
     def summary(self) -> str:
         parts = [f"{self.stage}: {self.rows_in} in, {self.rows_out} out, {self.rejected} rejected"]
@@ -80,3 +111,67 @@ class StageReport:
             self._rejects.commit()
         else:
             self._rejects.abort()
+
+
+def run(stage: Stage, batches: Iterable[Batch], sink: Sink, report: StageReport,
+        progress: Progress | None = None) -> StageReport:
+    """Feed ``batches`` through ``stage`` into ``sink``, counting every row into ``report``.
+
+    Output and rejects file appear only when the whole run succeeds; the output is committed first, so a
+    failure to commit the rejects file after it is reported as exactly that.
+    """
+    ok = False
+    try:
+        for batch in batches:
+            report.rows_in += len(batch)
+            _settle(stage.process(batch), batch, sink, report)
+            if progress is not None:
+                progress.update(len(batch))
+        for emitted in stage.finish():
+            _settle(emitted, None, sink, report)
+        report.extra.update(stage.facts())
+        report.check()
+        ok = True
+    finally:
+        sink.close(ok=ok)
+        if not ok:
+            report.close(ok=False)
+    _commit_rejects(report)
+    return report
+
+
+def _settle(emitted: tuple[Sequence[Any], list[Rejected]], batch: Batch | None, sink: Sink,
+            report: StageReport) -> None:
+    kept, rejected = emitted
+    for item in rejected:
+        location = item.location
+        if location is None and batch is not None and item.index is not None:
+            location = batch.location(item.index)
+        report.reject(item.record, item.reason, item.detail, location)
+    report.rows_out += len(kept)
+    if len(kept):
+        sink.write(kept)
+
+
+def _commit_rejects(report: StageReport) -> None:
+    from dataprep.errors import DataprepError
+
+    try:
+        report.close(ok=True)
+    except OSError as exc:
+        report.close(ok=False)
+        raise DataprepError(
+            f"{report.rejects_path}: the output was written, but the rejects file could not be: {exc.strerror}"
+        ) from None
+
+
+def survivors(batch: Batch, kept: list[Record], rejected: list[Rejected]) -> Batch:
+    """The kept rows of a one-to-one, order-keeping stage as a batch that still knows where each row came from.
+
+    Every reject must carry its ``index``; the kept rows are the others, in order.
+    """
+    gone = {item.index for item in rejected}
+    positions = [i for i in range(len(batch)) if i not in gone]
+    if len(positions) != len(kept):
+        raise AssertionError(f"{len(kept)} kept + {len(rejected)} rejected rows from a batch of {len(batch)}")
+    return batch.take(positions, kept)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import gzip
 import io
 import json
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dataprep.errors import InputError
-from dataprep.io import AtomicFile, RecordWriter, detect_format, dumps, read_batches, read_records
+from dataprep.io import AtomicFile, detect_format, dumps, read_batches, read_records
 from tests.conftest import FIXTURES
 
 DATA = FIXTURES / "data"
@@ -329,62 +328,6 @@ def test_dumps_is_compact_and_keeps_unicode() -> None:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
-
-
-@pytest.mark.parametrize("name", ["out.jsonl", "out.jsonl.gz", "out.parquet"])
-def test_record_writer_leaves_nothing_when_the_run_fails(tmp_path: Path, name: str) -> None:
-    with pytest.raises(RuntimeError), RecordWriter(str(tmp_path / name)) as writer:
-        writer.write(ALPACA[:3])
-        raise RuntimeError("stage crashed")
-    assert leftovers(tmp_path) == []
-
-
-def test_record_writer_keeps_the_old_file_when_the_run_fails(tmp_path: Path) -> None:
-    target = tmp_path / "out.jsonl"
-    target.write_text("previous\n", encoding="utf-8")
-    with pytest.raises(RuntimeError), RecordWriter(str(target)) as writer:
-        writer.write(ALPACA[:3])
-        raise RuntimeError("stage crashed")
-    assert target.read_text(encoding="utf-8") == "previous\n"
-    assert leftovers(tmp_path) == ["out.jsonl"]
-
-
-def test_record_writer_jsonl_and_gzip_round_trip(tmp_path: Path) -> None:
-    for name in ("out.jsonl", "a/b/out.jsonl.gz"):
-        with RecordWriter(str(tmp_path / name)) as writer:
-            writer.write(ALPACA[:20])
-            writer.write(ALPACA[20:])
-        assert writer.count == 40
-        assert read_records(str(tmp_path / name)) == ALPACA
-    plain = (tmp_path / "out.jsonl").read_bytes()
-    assert gzip.decompress((tmp_path / "a/b/out.jsonl.gz").read_bytes()) == plain
-    assert plain.decode("utf-8") == "".join(dumps(r) + "\n" for r in ALPACA)
-
-
-def test_record_writer_gzip_bytes_are_reproducible(tmp_path: Path) -> None:
-    blobs = []
-    for name in ("one.jsonl.gz", "two.jsonl.gz"):
-        with RecordWriter(str(tmp_path / name)) as writer:
-            writer.write(ALPACA)
-        blobs.append((tmp_path / name).read_bytes())
-    assert blobs[0] == blobs[1]
-
-
-def test_record_writer_parquet_round_trip_with_meta(tmp_path: Path) -> None:
-    records = [
-        {"id": "a", "prompt": "p", "response": "r", "history": [["u", "v"]], "meta": {"category": "qa", "n": 1}},
-        {"id": "b", "prompt": "p2", "response": "r2", "history": []},
-    ]
-    with RecordWriter(str(tmp_path / "out.parquet")) as writer:
-        writer.write(records)
-    assert read_records(str(tmp_path / "out.parquet")) == records
-    assert leftovers(tmp_path) == ["out.parquet"]
-
-
-def test_record_writer_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
-    with RecordWriter("-") as writer:
-        writer.write([{"a": "é"}, {"b": 2}])
-    assert capsys.readouterr().out == '{"a":"é"}\n{"b":2}\n'
 
 
 def test_atomic_file_appears_only_on_success(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 
-import pyarrow as pa
 import pytest
 
 from dataprep import manifest as mf
@@ -54,62 +53,58 @@ def test_missing_input_is_an_input_error(tmp_path):
         mf.hash_input(str(tmp_path / "absent.jsonl"), str(tmp_path))
 
 
-def test_check_target_refuses_a_foreign_folder_unless_forced(tmp_path):
-    mf.check_target(tmp_path / "new", force=False)
+def test_check_target_never_replaces_a_foreign_folder(tmp_path):
+    mf.check_target(tmp_path / "new")
     empty = tmp_path / "empty"
     empty.mkdir()
-    mf.check_target(empty, force=False)
+    mf.check_target(empty)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "x").write_text("x")
-    with pytest.raises(DataprepError, match="not written by dataprep tokenize"):
-        mf.check_target(foreign, force=False)
-    mf.check_target(foreign, force=True)
+    with pytest.raises(DataprepError, match="not written by dataprep"):
+        mf.check_target(foreign)
     ours = tmp_path / "ours"
     ours.mkdir()
     (ours / mf.MANIFEST).write_text(json.dumps({"key": "k"}))
-    mf.check_target(ours, force=False)
-    assert mf.read_manifest(ours) == {"key": "k"}
+    mf.check_target(ours)
 
 
-def test_output_dir_abort_leaves_nothing_and_commit_replaces(tmp_path):
-    schema = pa.schema([("id", pa.string())])
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "old.txt").write_text("old")
-    out = mf.OutputDir(target, schema)
-    out.write("train", pa.RecordBatch.from_pydict({"id": ["a"]}, schema=schema))
-    out.abort()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert (target / "old.txt").read_text() == "old"
-    out = mf.OutputDir(target, schema)
-    out.write("validation", pa.RecordBatch.from_pydict({"id": ["b"]}, schema=schema))
-    out.write("train", pa.RecordBatch.from_pydict({"id": ["a"]}, schema=schema))
-    assert out.splits == ["train", "validation"]
-    out.finish_splits("key")
-    out.commit()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert not (target / "old.txt").exists()
-    assert json.loads((target / "dataset_dict.json").read_text())["splits"] == ["train", "validation"]
+def sample_manifest() -> mf.Manifest:
+    return mf.Manifest(
+        task="classification", key="k" * 64, options={"max_length": 128},
+        tokenizer=mf.TokenizerFacts(len=740, vocab_size=740, pad_token_id=0, class_name="T",
+                                    files_sha256={"tokenizer.json": "ff"}),
+        inputs=[{"name": "train.tsv", "split": "train", "bytes": 10, "sha256": "ee"}],
+        splits={"train": mf.SplitStats(rows=3, tokens=30, supervised_tokens=None, truncated=1)},
+        rejected={"too_long": 2}, labels={"names": ["0", "1"]},
+        totals=mf.Totals(rows_in=5, rows_out=3, rejected=2),
+    )
+
+
+def test_manifest_round_trips_through_its_file(tmp_path):
+    manifest = sample_manifest()
+    mf.write_manifest(tmp_path, manifest)
+    assert mf.load_manifest(tmp_path) == manifest
+    assert mf.read_manifest(tmp_path) == manifest
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{", "not a valid manifest"),
+    ('{"task": "causal"}', "no tokenizer.len"),
+    ('{"task": "regression", "tokenizer": {"len": 3}}', "task 'regression' is unknown"),
+    ("[1]", "expected a JSON object"),
+])
+def test_a_broken_manifest_is_one_line_and_read_manifest_says_none(tmp_path, text, problem):
+    (tmp_path / mf.MANIFEST).write_text(text)
+    with pytest.raises(DataprepError, match=problem):
+        mf.load_manifest(tmp_path)
+    assert mf.read_manifest(tmp_path) is None
+
+
+def test_missing_manifest_names_the_folder(tmp_path):
+    with pytest.raises(DataprepError, match="no dataprep.json here"):
+        mf.load_manifest(tmp_path)
 
 
 def test_split_order_puts_known_splits_first():
     assert mf.split_order(["zeta", "test", "alpha", "train"]) == ["train", "test", "alpha", "zeta"]
-
-
-def test_dataset_card_has_the_manifest_facts():
-    manifest = {
-        "dataprep_version": "0.1.0", "key": "k" * 64, "task": "classification",
-        "options": {"max_length": 128}, "template": None,
-        "tokenizer": {"class": "T", "len": 740, "vocab_size": 740, "pad_token_id": 0, "eos_token_id": None,
-                      "bos_token_id": None, "files_sha256": {"tokenizer.json": "ff"}},
-        "inputs": [{"name": "train.tsv", "split": "train", "bytes": 10, "sha256": "ee"}],
-        "splits": {"train": {"rows": 3, "tokens": 30, "supervised_tokens": None, "truncated": 1}},
-        "rejected": {"too_long": 2}, "labels": {"names": ["0", "1"]},
-        "totals": {"rows_in": 5, "rows_out": 3, "rejected": 2},
-    }
-    card = mf.dataset_card(manifest)
-    assert "| train | 3 | 30 | n/a | 1 |" in card
-    assert "- `too_long`: 2" in card
-    assert "0 = `0`, 1 = `1`" in card
-    assert "`train.tsv` → split `train`" in card and f"`{'k' * 64}`" in card

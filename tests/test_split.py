@@ -40,7 +40,7 @@ def run_split(records: list[Record], *args: str) -> tuple[list[Record], str]:
 def split_of(records: list[Record], options: SplitOptions) -> dict[str, str]:
     splitter = Splitter(options)
     assert splitter.add(records) == []
-    return {r["id"]: r["split"] for batch in splitter.finish() for r in batch}
+    return {r["id"]: r["split"] for batch in splitter.finish() for r in batch.records}
 
 
 def test_exact_global_counts_and_ratio_within_every_stratum():
@@ -158,7 +158,7 @@ def test_out_dir_writes_nothing_on_failure_and_refuses_output(tmp_path):
     result = invoke("split", "-", "--val-size", "0.1", "--out-dir", tmp_path / "out", input=bad)
     assert result.exit_code == 2
     assert result.stderr == "Error: <stdin>:21: malformed JSON at column 2: Expecting property name enclosed in double quotes\n"
-    assert list((tmp_path / "out").iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # no folder, no hidden temp
     result = invoke("split", "-", "--val-size", "0.1", "--out-dir", tmp_path / "o", "-o", tmp_path / "x.jsonl",
                     input="")
     assert result.exit_code == 2

@@ -258,7 +258,7 @@ def test_missing_manifest_is_refused(causal_data: Path, tmp_path: Path) -> None:
     result = invoke("train", "--data", copy, "--model", "tiny", "-o", tmp_path / "r")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {copy}: no dataprep.json here, so this is not a dataset written by "
-                                    "dataprep tokenize")
+                                    "dataprep (run dataprep tokenize")
     assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
 
 

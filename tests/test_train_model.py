@@ -91,7 +91,7 @@ def test_load_tokenized_refuses_what_training_cannot_use(synthetic: Path, tmp_pa
     with pytest.raises(DataprepError, match="no such dataset folder"):
         load_tokenized(tmp_path / "absent")
     (synthetic / "dataprep.json").write_text(json.dumps({**manifest, "task": "ranking"}))
-    with pytest.raises(DataprepError, match="task 'ranking' cannot be trained"):
+    with pytest.raises(DataprepError, match="task 'ranking' is unknown"):
         load_tokenized(synthetic)
     (synthetic / "dataprep.json").write_text(json.dumps({**manifest, "tokenizer": {}}))
     with pytest.raises(DataprepError, match="no tokenizer.len"):

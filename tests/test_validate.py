@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.io import RecordWriter
+from dataprep.sinks import RecordSink
 from dataprep.validate import Problem, json_pointer, validate_files
 from tests.conftest import FIXTURES, REPO, invoke
 
@@ -140,7 +140,7 @@ def test_pointer_escaping() -> None:
 
 
 def test_files_without_lines_name_the_record_index(tmp_path: Path) -> None:
-    with RecordWriter(str(tmp_path / "rows.parquet")) as writer:
+    with RecordSink(str(tmp_path / "rows.parquet")) as writer:
         writer.write([{"instruction": "i", "output": "o"}, {"instruction": "i"}])
     result = invoke("validate", tmp_path / "rows.parquet", "--schema", "alpaca")
     assert result.exit_code == 1

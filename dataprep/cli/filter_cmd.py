@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import click
 
-from dataprep.cli.options import input_argument, run_stream, stream_options
-from dataprep.filter import DEDUP_MODES, DedupState, FilterOptions, filter_batch, load_banned_words
-from dataprep.io import Batch
-from dataprep.records import Record
-from dataprep.stage import Rejected
+from dataprep.cli.options import input_argument, run_command, stream_options
+from dataprep.filter import DEDUP_MODES, FilterOptions, FilterStage, load_banned_words
 
 
 @click.command("filter")
@@ -63,10 +60,5 @@ def command(
         drop_regex=drop_regex,
         dedup=dedup,
     )
-    seen = DedupState() if dedup else None
-
-    def process(batch: Batch) -> tuple[list[Record], list[Rejected]]:
-        return filter_batch(batch.records, options, seen)
-
-    run_stream("filter", input, output=output, rejects=rejects, on_error=on_error, quiet=quiet,
-               process=process, input_format=input_format)
+    run_command(FilterStage(options), input, input_format=input_format, output=output, rejects=rejects,
+                on_error=on_error, quiet=quiet)

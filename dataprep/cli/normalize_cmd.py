@@ -5,13 +5,10 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from dataprep.cli.options import input_argument, run_stream, stream_options
+from dataprep.cli.options import input_argument, run_command, stream_options
 from dataprep.errors import UsageProblem
 from dataprep.formats.dataset_info import load_entry
-from dataprep.io import Batch
-from dataprep.normalize import FROM_FORMATS, STAGE, TO_FORMATS, NormalizeOptions, normalize_batch, parse_map
-from dataprep.records import Record
-from dataprep.stage import Rejected, StageReport
+from dataprep.normalize import FROM_FORMATS, TO_FORMATS, NormalizeOptions, NormalizeStage, parse_map
 
 
 @click.command(name="normalize")
@@ -58,23 +55,9 @@ def command(
     input_given = ctx.get_parameter_source("input") != ParameterSource.DEFAULT
     options, entry_file = _options(source, mapping, dataset_info, dataset, target, input_given)
     input = input if input_given or entry_file is None else entry_file
-    report = StageReport(STAGE, rejects)
-
-    def process(batch: Batch) -> tuple[list[Record], list[Rejected]]:
-        nonlocal options
-        if options.source == "auto":
-            try:
-                options = options.resolved(batch.records[0])
-            except UsageProblem as exc:
-                raise UsageProblem(f"{batch.location(0)}: {exc}", hint=exc.hint) from None
-            if not quiet:
-                click.echo(f"normalize: detected format {options.source}", err=True)
-        return normalize_batch(batch.records, options, batch.location)
-
-    if target != "canonical":
-        report.extra["to"] = target
-    run_stream(STAGE, input, output=output, rejects=rejects, on_error=on_error, quiet=quiet, process=process,
-               input_format=input_format, report=report)
+    notify = None if quiet else (lambda message: click.echo(message, err=True))
+    run_command(NormalizeStage(options, notify), input, input_format=input_format, output=output, rejects=rejects,
+                on_error=on_error, quiet=quiet)
 
 
 def _options(

@@ -1,18 +1,16 @@
-"""Options every streaming stage shares, and the loop that runs a stage over batches with accounting."""
+"""Options every streaming command shares, its progress bar, and the few lines that run its stage."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from dataprep.io import INPUT_FORMATS, Batch, RecordWriter, read_batches
-from dataprep.records import Record
-from dataprep.stage import Rejected, StageReport
-
-BatchFn = Callable[[Batch], tuple[list[Record], list[Rejected]]]
+from dataprep.io import INPUT_FORMATS, read_batches
+from dataprep.sinks import RecordSink
+from dataprep.stage import Sink, Stage, StageReport, run
 
 
 def input_argument(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,7 +30,7 @@ def stream_options(f: Callable[..., Any]) -> Callable[..., Any]:
             click.option("-o", "--output", default="-", metavar="FILE",
                          help="Write to FILE (.jsonl, .jsonl.gz or .parquet), atomically. Default: stdout."),
             click.option("--rejects", metavar="FILE", default=None,
-                         help='Write rejected rows to FILE (JSONL) with {"stage", "reason", "detail"}.'),
+                         help='Write rejected rows to FILE (JSONL) with {"stage", "reason", "detail", "location"}.'),
             click.option("--on-error", type=click.Choice(["fail", "reject"]), default="fail", show_default=True,
                          help="Malformed input lines: stop with exit 2, or send them to --rejects and carry on."),
             click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr."),
@@ -59,49 +57,16 @@ class _NoBar:
         pass
 
 
-def run_stream(
-    stage: str,
-    input: str,
-    *,
-    output: str,
-    rejects: str | None,
-    on_error: str,
-    quiet: bool,
-    process: BatchFn,
-    finish: Callable[[], Iterable[tuple[list[Record], list[Rejected]]]] | None = None,
-    input_format: str | None = None,
-    report: StageReport | None = None,
-    writer: Any = None,
-) -> StageReport:
-    """Read ``input`` in batches, run ``process`` on each, write what it keeps, account for what it rejects.
-
-    ``finish`` yields more (kept, rejected) pairs after the input ends (``split`` emits everything there).
-    Output and rejects files appear only if the whole run succeeds. ``writer`` stands in for the RecordWriter of
-    ``output``: anything with ``write(rows)`` and ``close(ok)`` (split writes pre-encoded lines, or one file per
-    split).
-    """
-    report = report or StageReport(stage, rejects)
-    writer = writer or RecordWriter(output)
-    bar = progress(quiet, stage)
-    ok = False
+def run_command(stage: Stage, input: str, *, input_format: str | None, output: str, rejects: str | None,
+                on_error: str, quiet: bool, sink: Sink | None = None) -> StageReport:
+    """What every streaming command does once its options became a stage: read, :func:`stage.run`, summarise."""
+    report = StageReport(stage.name, rejects)
+    on_bad = report.bad_input if on_error == "reject" else None
+    bar = progress(quiet, stage.name)
     try:
-        on_bad = report.bad_input if on_error == "reject" else None
-        for batch in read_batches(input, fmt=input_format, on_bad=on_bad):
-            report.rows_in += len(batch)
-            kept, rejected = process(batch)
-            report.emit(len(kept), rejected)
-            writer.write(kept)
-            bar.update(len(batch))
-        if finish is not None:
-            for kept, rejected in finish():
-                report.emit(len(kept), rejected)
-                writer.write(kept)
-        report.check()
-        ok = True
+        run(stage, read_batches(input, fmt=input_format, on_bad=on_bad), sink or RecordSink(output), report, bar)
     finally:
         bar.close()
-        writer.close(ok=ok)
-        report.close(ok=ok)
     if not quiet:
         click.echo(report.summary(), err=True)
     return report

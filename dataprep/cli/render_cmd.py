@@ -6,11 +6,8 @@ import os
 
 import click
 
-from dataprep.cli.options import input_argument, run_stream, stream_options
-from dataprep.io import Batch
-from dataprep.records import Record
-from dataprep.render import default_system_rows, render_records
-from dataprep.stage import Rejected, StageReport
+from dataprep.cli.options import input_argument, run_command, stream_options
+from dataprep.render import RenderStage
 
 
 @click.command("render")
@@ -60,16 +57,5 @@ def command(
     if chat_template.uses_clock and not os.environ.get("SOURCE_DATE_EPOCH") and not quiet:
         click.echo("warning: the template writes today's date (strftime_now); set SOURCE_DATE_EPOCH "
                    "for output that does not change from day to day", err=True)
-    report = StageReport("render", rejects)
-    report.extra["template"] = chat_template.name
-    default_used = 0
-
-    def process(batch: Batch) -> tuple[list[Record], list[Rejected]]:
-        nonlocal default_used
-        default_used += default_system_rows(chat_template, batch.records)
-        if chat_template.default_system is not None:
-            report.extra["rows given the template's default system prompt"] = default_used
-        return render_records(chat_template, batch.records)
-
-    run_stream("render", input, output=output, rejects=rejects, on_error=on_error, quiet=quiet,
-               process=process, input_format=input_format, report=report)
+    run_command(RenderStage(chat_template), input, input_format=input_format, output=output, rejects=rejects,
+                on_error=on_error, quiet=quiet)

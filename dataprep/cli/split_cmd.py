@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import click
 
-from dataprep.cli.options import input_argument, run_stream, stream_options
+from dataprep.cli.options import input_argument, run_command, stream_options
 from dataprep.errors import UsageProblem
-from dataprep.io import Batch
-from dataprep.split import BUCKET_BY, STAGE, SplitOptions, SplitSink, Splitter, parse_size
-from dataprep.stage import Rejected, StageReport
+from dataprep.sinks import SplitFilesSink
+from dataprep.split import BUCKET_BY, SPLITS, SplitOptions, SplitStage, parse_size
 
 
 @click.command("split")
@@ -69,23 +66,11 @@ def command(
         max_bucket=max_bucket,
         stratify_by=tuple(name.strip() for name in stratify_by.split(",")),
     )
-    splitter = Splitter(options)
-    report = StageReport(STAGE, rejects)
-
-    def hold(batch: Batch) -> tuple[list, list[Rejected]]:
-        return [], splitter.add(batch.records)
-
-    def emit_all() -> Iterator[tuple[list[str], list[Rejected]]]:
-        """Split emits only once every row is in; its lines come pre-encoded, with ``split`` appended."""
-        for rows in splitter.finish_lines():
-            yield rows, []
-        report.extra.update(splitter.counts)
-        if splitter.merges:
-            report.extra["merged"] = "; ".join(splitter.merges)
-
+    stage = SplitStage(options)
+    names = list(SPLITS if options.test_size is not None else SPLITS[:2])
+    sink = SplitFilesSink(out_dir, names) if out_dir else None
     try:
-        run_stream(STAGE, input, output=output, rejects=rejects, on_error=on_error, quiet=quiet, process=hold,
-                   finish=emit_all, input_format=input_format, report=report,
-                   writer=SplitSink(output, out_dir, with_test=options.test_size is not None))
+        run_command(stage, input, input_format=input_format, output=output, rejects=rejects, on_error=on_error,
+                    quiet=quiet, sink=sink)
     finally:
-        splitter.close()
+        stage.close()

@@ -30,19 +30,21 @@ from dataprep.io import INPUT_FORMATS
 @click.option("--text-pair", "pair_field", metavar="FIELD", help="classification: the second text field.")
 @click.option("--label", "label_field", metavar="FIELD", help="classification: the label field.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a tokenizer folder's own Python code to run.")
-@click.option("--force", is_flag=True, help="Redo the work even if OUTDIR is up to date; replace a foreign OUTDIR.")
+@click.option("--force", is_flag=True, help="Redo the work even if OUTDIR is up to date (a folder dataprep did not write is never replaced).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Rows per tokenizer call.")
 @click.option("--input-format", type=click.Choice(INPUT_FORMATS), default=None,
               help="Input format; by default taken from the file name (stdin: sniffed).")
 @click.option("--rejects", metavar="FILE", default=None,
-              help='Write rejected rows to FILE (JSONL) with {"stage", "reason", "detail"}.')
+              help='Write rejected rows to FILE (JSONL) with {"stage", "reason", "detail", "location"}.')
+@click.option("--on-error", type=click.Choice(["fail", "reject"]), default="fail", show_default=True,
+              help="Malformed input lines: stop with exit 2, or send them to --rejects and carry on.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr.")
 def command(
     inputs: tuple[str, ...], outdir: str, tokenizer: str, template: str | None, max_length: int | None,
     mask_history: bool, train_on_prompt: bool, truncation: str, special_tokens: str, task: str, text_field: str | None,
     pair_field: str | None, label_field: str | None, trust_remote_code: bool, force: bool, batch_size: int,
-    input_format: str | None, rejects: str | None, quiet: bool,
+    input_format: str | None, rejects: str | None, on_error: str, quiet: bool,
 ) -> None:
     """Tokenize records into a datasets.DatasetDict folder, one split per `split` value (default `train`).
 
@@ -75,9 +77,9 @@ def command(
     class_only = {"--text": text_field, "--text-pair": pair_field, "--label": label_field}
     job = TokenizeJob(inputs=list(inputs), outdir=outdir, tokenizer=tokenizer, task=task, template=template,
                       trust_remote_code=trust_remote_code, force=force, batch_size=batch_size,
-                      input_format=input_format, rejects=rejects)
+                      input_format=input_format, rejects=rejects, on_error=on_error)
     if task == "classification":
-        from dataprep.classify import ClassifyOptions
+        from dataprep.tokenize import ClassifyOptions
 
         _refuse(causal_only, "--task causal")
         if not text_field:

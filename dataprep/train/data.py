@@ -7,15 +7,13 @@ because a guess about the tokenizer is how a model silently trains on the wrong 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dataprep.errors import DataprepError
+from dataprep.manifest import MANIFEST, Manifest, load_manifest
 
-MANIFEST = "dataprep.json"
-TASKS = ("causal", "classification")
 REQUIRED_COLUMNS = ("input_ids", "attention_mask", "labels")
 EVAL_SPLITS = ("validation", "dev", "eval")
 
@@ -25,7 +23,7 @@ class TokenizedData:
     """A tokenized dataset folder: its splits (``datasets.DatasetDict``), manifest and tokenizer location."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     splits: Any
     task: str
     tokenizer_dir: Path
@@ -33,11 +31,11 @@ class TokenizedData:
 
     @property
     def tokenizer_len(self) -> int:
-        return int(self.manifest["tokenizer"]["len"])
+        return self.manifest.tokenizer.len
 
     @property
     def pad_token_id(self) -> int | None:
-        return self.manifest["tokenizer"].get("pad_token_id")
+        return self.manifest.tokenizer.pad_token_id
 
     @property
     def eval_split(self) -> str | None:
@@ -59,26 +57,6 @@ class TokenizedData:
         return longest
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    file = path / MANIFEST
-    if not file.is_file():
-        raise DataprepError(f"{path}: no {MANIFEST} here, so this is not a dataset written by dataprep tokenize",
-                            hint="run dataprep tokenize ... -o DIR first and pass that DIR to --data")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataprepError(f"{file}: not a valid manifest: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise DataprepError(f"{file}: not a valid manifest: expected a JSON object")
-    tok = manifest.get("tokenizer")
-    if not isinstance(tok, dict) or not isinstance(tok.get("len"), int):
-        raise DataprepError(f"{file}: the manifest has no tokenizer.len; re-run dataprep tokenize")
-    task = manifest.get("task", "causal")
-    if task not in TASKS:
-        raise DataprepError(f"{file}: task {task!r} cannot be trained (known: {', '.join(TASKS)})")
-    return manifest
-
-
 def load_tokenized(path: str | Path) -> TokenizedData:
     """Open ``path`` memory-mapped and check it has what training needs; refuse with one line otherwise."""
     import datasets
@@ -86,8 +64,8 @@ def load_tokenized(path: str | Path) -> TokenizedData:
     root = Path(path)
     if not root.is_dir():
         raise DataprepError(f"{root}: no such dataset folder")
-    manifest = read_manifest(root)
-    task = manifest.get("task", "causal")
+    manifest = load_manifest(root)
+    task = manifest.task
     tokenizer_dir = root / "tokenizer"
     if not tokenizer_dir.is_dir():
         raise DataprepError(f"{root}: no tokenizer/ folder beside the manifest; re-run dataprep tokenize")
@@ -103,8 +81,7 @@ def load_tokenized(path: str | Path) -> TokenizedData:
         missing = [c for c in REQUIRED_COLUMNS if c not in splits[name].column_names]
         if missing:
             raise DataprepError(f"{root}: split {name!r} lacks column(s) {', '.join(missing)} for task {task}")
-    labels = manifest.get("labels") or {}
-    names = list(labels.get("names", [])) if isinstance(labels, dict) else []
+    names = manifest.label_names
     if task == "classification" and not names:
         raise DataprepError(f"{root / MANIFEST}: a classification dataset needs labels.names in its manifest")
     return TokenizedData(root, manifest, splits, task, tokenizer_dir, names)

@@ -81,15 +81,15 @@ def build_model(spec: str, data: TokenizedData, tokenizer: Any) -> Any:
         LlamaForCausalLM,
     )
 
-    facts = data.manifest["tokenizer"]
+    facts = data.manifest.tokenizer
     if spec == TINY:
         if data.task == "classification":
             return BertForSequenceClassification(tiny_classifier_config(
-                data.tokenizer_len, data.label_names, pad_token_id=facts.get("pad_token_id"),
+                data.tokenizer_len, data.label_names, pad_token_id=facts.pad_token_id,
                 max_positions=data.max_length()))
         return LlamaForCausalLM(tiny_causal_config(
-            data.tokenizer_len, pad_token_id=facts.get("pad_token_id"), bos_token_id=facts.get("bos_token_id"),
-            eos_token_id=facts.get("eos_token_id"), max_positions=data.max_length()))
+            data.tokenizer_len, pad_token_id=facts.pad_token_id, bos_token_id=facts.bos_token_id,
+            eos_token_id=facts.eos_token_id, max_positions=data.max_length()))
     check_compatible(spec, data, tokenizer)
     if data.task == "classification":
         names = data.label_names
@@ -98,7 +98,7 @@ def build_model(spec: str, data: TokenizedData, tokenizer: Any) -> Any:
             label2id={n: i for i, n in enumerate(names)})
     else:
         model = AutoModelForCausalLM.from_pretrained(spec)
-    if model.config.pad_token_id is None and facts.get("pad_token_id") is not None:
+    if model.config.pad_token_id is None and facts.pad_token_id is not None:
         model.config.pad_token_id = facts["pad_token_id"]
     return model
 

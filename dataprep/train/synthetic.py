@@ -7,10 +7,11 @@ prompt/response pairs: the prompt's tokens unsupervised (-100), the response's a
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
+
+from dataprep.manifest import Manifest, SplitStats, TokenizerFacts, write_manifest
 
 WORDS = ("red", "green", "blue", "black", "white", "small", "large", "quick", "slow", "bright", "dark", "warm",
          "cold", "old", "new", "happy", "quiet", "loud", "river", "mountain", "forest", "city", "garden", "window",
@@ -50,27 +51,23 @@ def write_tokenized(out: str | Path, tokenizer: Any, splits: dict[str, list[dict
     """Save ``splits`` with save_to_disk, the tokenizer in ``tokenizer/`` and a ``dataprep.json`` manifest."""
     import datasets
 
-    from dataprep import __version__
-
     root = Path(out)
     datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in splits.items()}).save_to_disk(
         str(root))
     tokenizer.save_pretrained(str(root / "tokenizer"))
-    counts = {}
+    stats = {}
     for name, rows in splits.items():
         tokens = sum(len(r["input_ids"]) for r in rows)
         supervised = (sum(sum(1 for x in r["labels"] if x != -100) for r in rows) if task == "causal"
-                      else len(rows))
-        counts[name] = {"rows": len(rows), "tokens": tokens, "supervised_tokens": supervised}
-    manifest: dict[str, Any] = {
-        "dataprep_version": __version__,
-        "task": task,
-        "tokenizer": {"len": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-                      "eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.bos_token_id,
-                      "files_sha256": {}},
-        "splits": counts,
-    }
-    if task == "classification":
-        manifest["labels"] = {"names": list(label_names or [])}
-    (root / "dataprep.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+                      else None)
+        stats[name] = SplitStats(rows=len(rows), tokens=tokens, supervised_tokens=supervised)
+    manifest = Manifest(
+        task=task,
+        tokenizer=TokenizerFacts(len=len(tokenizer), vocab_size=tokenizer.vocab_size,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                 bos_token_id=tokenizer.bos_token_id, class_name=type(tokenizer).__name__),
+        splits=stats,
+        labels={"names": list(label_names or [])} if task == "classification" else None,
+    )
+    write_manifest(root, manifest)
     return root

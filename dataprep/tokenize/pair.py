@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from dataprep.records import Record
 from dataprep.stage import Rejected
-from dataprep.tokenize import BatchResult, TokenizedBatch, flatten_ids
+from dataprep.tokenize.layout import BatchResult, TokenizedBatch, flatten_ids
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class _Prepared:
 
 
 class PairClassifier:
-    """Tokenizes rows for sequence classification; same prepare/encode/finish protocol as CausalTokenizer."""
+    """Tokenizes rows for sequence classification; the Encoder protocol of dataprep.tokenize.layout."""
 
     task = "classification"
 
@@ -75,7 +75,7 @@ class PairClassifier:
         from tokenizers import Tokenizer
 
         self.tokenizer = tokenizer
-        self.options = options
+        self.settings = options
         self.has_token_types = "token_type_ids" in tokenizer.model_input_names
         # private copies: truncation/padding are settings of a Rust tokenizer, and the encode thread must not see
         # them change under it
@@ -95,17 +95,17 @@ class PairClassifier:
         fields.append(("length", pa.int32()))
         self.schema = pa.schema(fields)
 
-    def key_options(self) -> dict[str, Any]:
-        o = self.options
+    def options(self) -> dict[str, Any]:
+        o = self.settings
         return {"text": o.text, "text_pair": o.text_pair, "label": o.label, "max_length": o.max_length,
                 "truncation": o.truncation}
 
     @property
     def label_names(self) -> list[str] | None:
-        return sorted_labels(self.seen_labels) if self.options.label is not None else None
+        return sorted_labels(self.seen_labels) if self.settings.label is not None else None
 
     def prepare(self, records: Sequence[Record], splits: Sequence[str | None]) -> _Prepared:
-        o = self.options
+        o = self.settings
         p = _Prepared([], [], [], [], [], [], [])
         for i, record in enumerate(records):
             if splits[i] is None:
@@ -134,7 +134,7 @@ class PairClassifier:
 
     def finish(self, prepared: _Prepared, encodings: list[Any]) -> BatchResult:
         rejected = list(prepared.rejected)
-        max_length = self.options.max_length
+        max_length = self.settings.max_length
         long = [k for k, e in enumerate(encodings) if max_length is not None and len(e.ids) > max_length]
         truncated = np.zeros(len(encodings), dtype=bool)
         if long and self.cutter is not None:
@@ -155,7 +155,7 @@ class PairClassifier:
         if self.has_token_types:
             columns["token_type_ids"] = flatten_ids([e.type_ids for e in kept])[0].astype(np.int8)
         scalars: dict[str, Any] = {}
-        if self.options.label is not None:
+        if self.settings.label is not None:
             labels = [prepared.labels[k] for k in rows]
             self.seen_labels.update(labels)  # type: ignore[arg-type]
             scalars["label_text"] = labels

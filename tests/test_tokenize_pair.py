@@ -10,7 +10,7 @@ from functools import cache
 import pytest
 from datasets import load_from_disk
 
-from dataprep.classify import ClassifyOptions, PairClassifier, label_key, sorted_labels
+from dataprep.tokenize.pair import ClassifyOptions, PairClassifier, label_key, sorted_labels
 from dataprep.tokenizer_io import load_tokenizer
 from tests.conftest import FIXTURES, invoke
 

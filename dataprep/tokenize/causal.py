@@ -38,7 +38,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,8 @@ import pyarrow as pa
 
 from dataprep.records import TEXT_FIELDS, Record, RecordError, content_id
 from dataprep.stage import Rejected
+from dataprep.tokenize.layout import IGNORE_INDEX, BatchResult, TokenizedBatch, flatten_ids
 
-IGNORE_INDEX = -100
 MASK_MODES = ("all", "last", "prompt")
 TRUNCATION_MODES = ("history", "drop")
 SPECIAL_TOKEN_MODES = ("reject", "text")
@@ -94,78 +94,6 @@ def supervised_mask(starts: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.
         return np.zeros(len(starts), dtype=bool)
     bounds = np.asarray(spans, dtype=np.int64).ravel()
     return np.searchsorted(bounds, np.asarray(starts, dtype=np.int64), side="right") % 2 == 1
-
-
-@dataclass
-class TokenizedBatch:
-    """Rows as flat arrays: row i is ``flat[offsets[i]:offsets[i+1]]`` — the layout of an Arrow list column."""
-
-    ids: list[str] = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
-    scalars: dict[str, Any] = field(default_factory=dict)
-    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def select(self, rows: np.ndarray) -> TokenizedBatch:
-        """The rows at ``rows`` (sorted indexes), as a new batch; used to route rows to their split."""
-        starts, ends = self.offsets[rows], self.offsets[rows + 1]
-        lengths = ends - starts
-        new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=new_offsets[1:])
-        take = _ranges(starts, lengths)
-        return TokenizedBatch(
-            ids=[self.ids[i] for i in rows],
-            splits=[self.splits[i] for i in rows],
-            offsets=new_offsets,
-            columns={k: v[take] for k, v in self.columns.items()},
-            scalars={k: [v[i] for i in rows] for k, v in self.scalars.items()},
-            truncated=self.truncated[rows],
-        )
-
-    def to_arrow(self, schema: pa.Schema) -> pa.RecordBatch:
-        offsets = pa.array(self.offsets.astype(np.int32))
-        arrays = []
-        for f in schema:
-            if f.name == "id":
-                arrays.append(pa.array(self.ids, pa.string()))
-            elif f.name == "length":
-                arrays.append(pa.array(self.lengths.astype(np.int32)))
-            elif f.name in self.columns:
-                values = pa.array(self.columns[f.name].astype(f.type.value_type.to_pandas_dtype()))
-                arrays.append(pa.ListArray.from_arrays(offsets, values))
-            else:
-                arrays.append(pa.array(self.scalars[f.name], f.type))
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, s + n)`` for each pair, without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    row_of = np.repeat(np.arange(len(lengths)), lengths)
-    before = np.zeros(len(lengths), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=before[1:])
-    return starts[row_of] + (np.arange(total) - before[row_of])
-
-
-def flatten_ids(id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Flat int32 ids and int64 row offsets from per-row id lists."""
-    lengths = np.fromiter((len(x) for x in id_lists), dtype=np.int64, count=len(id_lists))
-    offsets = np.zeros(len(id_lists) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.empty(int(offsets[-1]), dtype=np.int32)
-    for i, ids in enumerate(id_lists):
-        flat[offsets[i]:offsets[i + 1]] = ids
-    return flat, offsets
 
 
 class _PieceEncoding:
@@ -222,24 +150,19 @@ class Prepared:
     rejected: list[tuple[int, Rejected]]
 
 
-@dataclass
-class BatchResult:
-    tokens: TokenizedBatch
-    rejected: list[tuple[int, Rejected]]  # (index of the row in its input batch, reject)
-
-
 class CausalTokenizer:
     """Tokenizes canonical records for causal-LM SFT; one instance per run (stateless between batches)."""
 
     schema = CAUSAL_SCHEMA
     task = "causal"
+    label_names = None
 
     def __init__(self, tokenizer: Any, template: Any, options: CausalOptions | None = None) -> None:
         from dataprep.template import special_tokens_in
 
         self.tokenizer = tokenizer
         self.template = template
-        self.options = options or CausalOptions()
+        self.settings = options or CausalOptions()
         self.backend = tokenizer._tokenizer
         if self.backend.truncation is not None or self.backend.padding is not None:
             from tokenizers import Tokenizer
@@ -250,6 +173,15 @@ class CausalTokenizer:
             self.backend.no_padding()
         self._special_tokens_in = special_tokens_in
         self._plain_backend: Any = None
+
+    def options(self) -> dict[str, Any]:
+        o = self.settings
+        return {"max_length": o.max_length, "mask": o.mask, "truncation": o.truncation,
+                "special_tokens": o.special_tokens}
+
+    @staticmethod
+    def rewrite_split(path: Any) -> Any:
+        return path
 
     # -- Python side -------------------------------------------------------------------------------------------
 
@@ -270,7 +202,7 @@ class CausalTokenizer:
     def _prepare_one(self, index: int, record: Record, split: str) -> _Row:
         rid = str(record["id"]) if record.get("id") not in (None, "") else content_id(record)
         specials = self._content_specials(record)
-        if specials and self.options.special_tokens == "reject":
+        if specials and self.settings.special_tokens == "reject":
             raise RecordError(
                 "special_token_in_content",
                 f"content contains the special token {specials[0]!r}"
@@ -343,14 +275,14 @@ class CausalTokenizer:
         rejected = list(prepared.rejected)
         it = iter(encodings)
         encoded: list[Any] = [r.piece if r.marked else _RustRow(next(it), len(r.text)) for r in prepared.rows]
-        max_length = self.options.max_length
+        max_length = self.settings.max_length
         keep_rows: list[_Row] = []
         keep_enc: list[Any] = []
         cut: list[int | None] = []
         long_rows = []
         for row, enc in zip(prepared.rows, encoded, strict=True):
             if max_length is not None and len(enc.ids) > max_length:
-                if self.options.truncation == "drop":
+                if self.settings.truncation == "drop":
                     detail = f"{len(enc.ids)} tokens, over --max-length {max_length}"
                     rejected.append((row.index, Rejected(row.record, "too_long", detail)))
                     continue
@@ -394,9 +326,9 @@ class CausalTokenizer:
         return BatchResult(tokens, rejected)
 
     def _ranges(self, row: _Row, enc: Any, n_tokens: int) -> list[tuple[int, int]]:
-        if self.options.mask == "prompt":
+        if self.settings.mask == "prompt":
             return [(0, n_tokens)]
-        spans = row.spans[-1:] if self.options.mask == "last" else row.spans
+        spans = row.spans[-1:] if self.settings.mask == "last" else row.spans
         return [(min(enc.first_token_at(s), n_tokens), min(enc.first_token_at(e), n_tokens)) for s, e in spans]
 
     @staticmethod
@@ -414,13 +346,13 @@ class CausalTokenizer:
     def _why_unsupervised(self, row: _Row, n_tokens: int) -> str:
         if not row.spans:
             return "the template marks no assistant turn to train on"
-        if self.options.max_length is not None and n_tokens >= self.options.max_length:
-            return f"the prompt alone fills --max-length {self.options.max_length}; nothing of the response fits"
+        if self.settings.max_length is not None and n_tokens >= self.settings.max_length:
+            return f"the prompt alone fills --max-length {self.settings.max_length}; nothing of the response fits"
         return "no token starts inside an assistant turn"
 
     def _shorten(self, rows: list[tuple[_Row, Any]]) -> list[tuple[_Row, Any, int | None]]:
         """History truncation for rows over max_length: fewest dropped pairs that fit, else cut the last turn."""
-        max_length = self.options.max_length
+        max_length = self.settings.max_length
         assert max_length is not None
         out: list[tuple[_Row, Any, int | None]] = []
         candidates: list[tuple[int, int, _Row]] = []  # (row number, dropped pairs, rendered row)
@@ -491,234 +423,3 @@ def _drop_history(record: Record, pairs: int) -> Record:
     if record.get("roles"):
         out["roles"] = list(record["roles"])[2 * pairs:]
     return out
-
-
-# -- the whole run: inputs → OUTDIR ----------------------------------------------------------------------------
-
-SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
-
-
-@dataclass
-class TokenizeJob:
-    """What ``dataprep tokenize`` was asked to do; ``inputs`` are paths, ``-``, or ``NAME=PATH`` (split per file)."""
-
-    inputs: list[str]
-    outdir: str
-    tokenizer: str
-    task: str = "causal"
-    template: str | None = None
-    causal: CausalOptions = field(default_factory=CausalOptions)
-    classify: Any = None  # dataprep.classify.ClassifyOptions for task="classification"
-    trust_remote_code: bool = False
-    force: bool = False
-    batch_size: int = 1024
-    input_format: str | None = None
-    rejects: str | None = None
-
-
-@dataclass
-class TokenizeResult:
-    up_to_date: bool
-    manifest: dict[str, Any]
-    summary: str
-    report: Any = None
-
-
-def parse_input(arg: str) -> tuple[str | None, str]:
-    """``NAME=PATH`` names the split of every row of PATH; a plain path (or one that exists as given) does not."""
-    name, sep, path = arg.partition("=")
-    if sep and path and SPLIT_NAME.match(name) and not _exists(arg):
-        return name, path
-    return None, arg
-
-
-def _exists(path: str) -> bool:
-    from pathlib import Path
-
-    return path == "-" or Path(path).exists()
-
-
-def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResult:
-    """Tokenize ``job.inputs`` into the DatasetDict folder ``job.outdir``; skip the work when it is up to date."""
-    import time
-
-    from dataprep import manifest as mf
-    from dataprep.errors import UsageProblem
-    from dataprep.stage import StageReport
-    from dataprep.tokenizer_io import load_tokenizer, tokenizer_facts, tokenizer_files_sha256
-
-    parsed = [parse_input(a) for a in job.inputs]
-    if sum(1 for _, p in parsed if p == "-") > 1:
-        raise UsageProblem("stdin ('-') can be given only once")
-    mf.check_target(job.outdir, job.force)
-    tokenizer = load_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
-    encoder, template_facts, options = _encoder_for(job, tokenizer)
-    out = mf.OutputDir(job.outdir, encoder.schema)
-    ok = False
-    report = StageReport("tokenize", job.rejects)
-    try:
-        inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
-        tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
-        parts = mf.key_parts(task=job.task, options=options, inputs=inputs, tokenizer_sha256=tok_sha,
-                             template=template_facts)
-        key = mf.cache_key(parts)
-        old = mf.read_manifest(job.outdir)
-        if old is not None and old.get("key") == key and not job.force:
-            out.abort()
-            report.close(ok=False)
-            ok = True
-            rows = old.get("totals", {}).get("rows_out", 0)
-            summary = f"tokenize: {job.outdir} is up to date (key {key[:12]}, {rows:,} rows; --force to redo)"
-            return TokenizeResult(True, old, summary)
-        started = time.perf_counter()
-        stats = _run(job, encoder, inputs, out, report, progress)
-        report.check()
-        out.finish_splits(key, getattr(encoder, "rewrite_split", None))
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        tokenizer.save_pretrained(str(out.staging / mf.TOKENIZER_DIR))
-        facts = tokenizer_facts(tokenizer)
-        facts["files_sha256"] = tok_sha
-        manifest = {
-            "dataprep_version": parts["dataprep_version"],
-            "key": key,
-            "task": job.task,
-            "options": options,
-            "template": template_facts,
-            "tokenizer": facts,
-            "inputs": [{"name": f.name, "split": f.split, "bytes": f.bytes, "sha256": f.sha256} for f in inputs],
-            "splits": {s: stats["splits"][s] for s in out.splits},
-            "rejected": dict(sorted(report.reasons.items())),
-            "totals": {
-                "rows_in": report.rows_in, "rows_out": report.rows_out, "rejected": report.rejected,
-                "truncated": stats["truncated"], "tokens": stats["tokens"],
-                "supervised_tokens": stats["supervised_tokens"],
-            },
-        }
-        labels = getattr(encoder, "label_names", None)
-        if labels is not None:
-            manifest["labels"] = {"field": job.classify.label, "names": list(labels),
-                                  "ids": {name: i for i, name in enumerate(labels)}}
-        mf.write_json(out.staging / mf.MANIFEST, manifest)
-        (out.staging / mf.CARD).write_text(mf.dataset_card(manifest), encoding="utf-8")
-        out.commit()
-        report.close(ok=True)
-        ok = True
-    finally:
-        if not ok:
-            out.abort()
-            report.close(ok=False)
-    return TokenizeResult(False, manifest, _summary(report, stats, out.splits, elapsed), report)
-
-
-def _encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
-    import hashlib
-
-    if job.task == "classification":
-        from dataprep.classify import PairClassifier
-
-        encoder = PairClassifier(tokenizer, job.classify)
-        return encoder, None, encoder.key_options()
-    from dataprep.template import load_template
-
-    template = load_template(job.template, tokenizer)
-    facts = {
-        "name": template.name,
-        "sha256": hashlib.sha256(template.source.encode("utf-8")).hexdigest(),
-        "default_system": template.default_system,
-    }
-    o = job.causal
-    options = {"max_length": o.max_length, "mask": o.mask, "truncation": o.truncation,
-               "special_tokens": o.special_tokens}
-    return CausalTokenizer(tokenizer, template, o), facts, options
-
-
-def _run(job: TokenizeJob, encoder: Any, inputs: list[Any], out: Any, report: Any, progress: Any) -> dict[str, Any]:
-    """Read → prepare (this thread) → encode (worker thread, Rust) → label + write, one batch in flight."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from dataprep.io import read_batches
-
-    stats: dict[str, Any] = {"splits": {}, "truncated": 0, "tokens": 0, "supervised_tokens": 0}
-
-    def settle(batch: Any, prepared: Any, future: Any) -> None:
-        result = encoder.finish(prepared, future.result())
-        for index, item in result.rejected:
-            report.reject(item.record, item.reason, item.detail, count_in=False, location=batch.location(index))
-        tokens = result.tokens
-        report.rows_out += len(tokens)
-        stats["truncated"] += int(tokens.truncated.sum())
-        _write_splits(tokens, out, encoder, stats)
-        if progress is not None:
-            progress.update(len(batch))
-
-    pending: tuple[Any, Any, Any] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataprep-encode") as pool:
-        for source in inputs:
-            for batch in read_batches(source.path, fmt=job.input_format or source.fmt, batch_size=job.batch_size):
-                if source.name == "<stdin>":
-                    batch.source = "<stdin>"
-                report.rows_in += len(batch)
-                splits, bad = _row_splits(batch.records, source.split)
-                for index, detail in bad:
-                    report.reject(batch.records[index], "invalid_split", detail, count_in=False,
-                                  location=batch.location(index))
-                prepared = encoder.prepare(batch.records, splits)
-                future = pool.submit(encoder.encode, prepared)
-                if pending is not None:
-                    settle(*pending)
-                pending = (batch, prepared, future)
-        if pending is not None:
-            settle(*pending)
-    return stats
-
-
-def _row_splits(records: list[Record], fixed: str | None) -> tuple[list[str], list[tuple[int, str]]]:
-    """Each row's split; a bad split name is reported and the row skipped (its split becomes ``None``)."""
-    if fixed is not None:
-        return [fixed] * len(records), []
-    splits: list[Any] = []
-    bad: list[tuple[int, str]] = []
-    for i, record in enumerate(records):
-        name = record.get("split") or "train"
-        if not isinstance(name, str) or not SPLIT_NAME.match(name):
-            bad.append((i, f"split {name!r} is not a valid split name (letters, digits, _ and .)"))
-            name = None
-        splits.append(name)
-    return splits, bad
-
-
-def _write_splits(tokens: TokenizedBatch, out: Any, encoder: Any, stats: dict[str, Any]) -> None:
-    if not len(tokens):
-        return
-    splits = np.asarray(tokens.splits)
-    supervised = tokens.columns["labels"] != IGNORE_INDEX if encoder.task == "causal" else None
-    row_of_token = None
-    for name in sorted(set(tokens.splits)):
-        rows = np.flatnonzero(splits == name)
-        part = tokens if len(rows) == len(tokens) else tokens.select(rows)
-        out.write(name, part.to_arrow(encoder.schema))
-        s = stats["splits"].setdefault(name, {"rows": 0, "tokens": 0, "supervised_tokens": 0, "truncated": 0})
-        n_tokens = int(part.lengths.sum())
-        s["rows"] += len(part)
-        s["truncated"] += int(part.truncated.sum())
-        s["tokens"] += n_tokens
-        stats["tokens"] += n_tokens
-        if supervised is not None:
-            if row_of_token is None:
-                row_of_token = np.repeat(splits, tokens.lengths)
-            n_sup = int(supervised[row_of_token == name].sum())
-            s["supervised_tokens"] += n_sup
-            stats["supervised_tokens"] += n_sup
-        else:
-            s["supervised_tokens"] = None
-            stats["supervised_tokens"] = None
-
-
-def _summary(report: Any, stats: dict[str, Any], splits: list[str], elapsed: float) -> str:
-    report.extra["truncated"] = stats["truncated"]
-    report.extra["tokens"] = f"{stats['tokens']:,}"
-    if stats["supervised_tokens"] is not None and stats["tokens"]:
-        report.extra["supervised"] = f"{100 * stats['supervised_tokens'] / stats['tokens']:.1f}%"
-    report.extra["splits"] = " ".join(f"{s}={stats['splits'][s]['rows']}" for s in splits) or "none"
-    report.extra["rows/s"] = f"{report.rows_in / elapsed:,.0f}"
-    return report.summary()

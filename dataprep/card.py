@@ -1,0 +1,58 @@
+"""The dataset card (``README.md``) written into every dataset folder: the manifest's facts, for people."""
+
+from __future__ import annotations
+
+import json
+
+from dataprep.manifest import Manifest
+
+
+def dataset_card(manifest: Manifest) -> str:
+    tok = manifest.tokenizer
+    lines = [
+        "# Tokenized dataset",
+        "",
+        f"Written by dataprep {manifest.dataprep_version}, task **{manifest.task}**.",
+        "Load it with `datasets.load_from_disk(<this folder>)`; the tokenizer is in `tokenizer/`.",
+        "",
+        "## Splits",
+        "",
+        "| split | rows | tokens | supervised tokens | truncated |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, s in manifest.splits.items():
+        supervised = "n/a" if s.supervised_tokens is None else f"{s.supervised_tokens:,}"
+        lines.append(f"| {name} | {s.rows:,} | {s.tokens:,} | {supervised} | {s.truncated:,} |")
+    totals = manifest.totals
+    lines += ["", "## Rows", "",
+              f"{totals.rows_in:,} rows in, {totals.rows_out:,} written, {totals.rejected:,} rejected."]
+    if manifest.rejected:
+        lines.append("")
+        lines += [f"- `{reason}`: {n:,}" for reason, n in manifest.rejected.items()]
+    lines += ["", "## How it was made", ""]
+    lines += [f"- {k}: `{json.dumps(v, ensure_ascii=False)}`" for k, v in manifest.options.items()]
+    template = manifest.template
+    if template:
+        lines.append(f"- template: `{template['name']}` (text sha256 `{template['sha256'][:16]}…`)")
+        system = template.get("default_system")
+        lines.append(f"- default system prompt: {json.dumps(system, ensure_ascii=False) if system else 'none'}")
+    if manifest.encoder:
+        lines.append(f"- encoder: `{manifest.encoder.get('name')}` {manifest.encoder.get('version', '')}".rstrip())
+    if manifest.self_check:
+        check = manifest.self_check
+        lines.append(f"- self-check against the reference render: {check.get('passed', 0):,} of "
+                     f"{check.get('checked', 0):,} sampled rows identical")
+    if manifest.labels:
+        lines.append("- labels: " + ", ".join(f"{i} = `{n}`" for i, n in enumerate(manifest.label_names)))
+    lines += ["", "## Tokenizer", ""]
+    lines.append(f"- class `{tok.class_name}`, len {tok.len:,} (vocab {tok.vocab_size or 0:,})")
+    lines.append(f"- pad id {tok.pad_token_id}, eos id {tok.eos_token_id}, bos id {tok.bos_token_id}")
+    lines += [f"- `{name}` sha256 `{sha}`" for name, sha in tok.files_sha256.items()]
+    lines += ["", "## Inputs", ""]
+    lines += [
+        f"- `{i['name']}`" + (f" → split `{i['split']}`" if i.get("split") else "") + f": {i['bytes']:,} bytes, "
+        f"sha256 `{i['sha256']}`"
+        for i in manifest.inputs
+    ]
+    lines += ["", f"Cache key: `{manifest.key}`", ""]
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""Output folders that appear whole or not at all: built hidden beside the target, swapped in at the end.
+
+A folder is built in ``.NAME.tmp-PID-XXXX`` beside ``NAME``. Committing renames an existing ``NAME`` aside to
+``.NAME.old-PID-XXXX``, renames the new folder in, and only then removes the old one; if the second rename fails,
+the old folder is renamed back, so a failed commit leaves ``NAME`` exactly as it was, never absent.
+
+A run killed between those steps leaves hidden folders. The PID in their names tells whose they are: the next run
+on the same target removes those whose process is gone, and puts an orphaned ``.NAME.old-*`` back when ``NAME``
+itself is missing (a crash between the two renames). Folders of a live process are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+_HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[^/]+$")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove hidden build/aside folders of ``target`` left by dead runs; restore an orphaned old folder.
+
+    Returns what was removed or restored, so a caller can say so.
+    """
+    touched: list[Path] = []
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        return touched
+    for entry in sorted(parent.iterdir()):
+        m = _HIDDEN.match(entry.name)
+        if m is None or m["name"] != target.name or _alive(int(m["pid"])):
+            continue
+        if m["kind"] == "old" and not target.exists():
+            kept = entry / "old" if (entry / "old").exists() else entry
+            os.replace(kept, target)
+            if kept != entry:
+                shutil.rmtree(entry, ignore_errors=True)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+        touched.append(entry)
+    return touched
+
+
+def _hidden_dir(target: Path, kind: str) -> Path:
+    parent = target.parent if str(target.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}-{os.getpid()}-", dir=parent))
+
+
+def swap_in(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target``; an existing ``target`` is replaced, or restored if that fails."""
+    aside = None
+    if target.exists():
+        aside = _hidden_dir(target, "old")
+        os.replace(target, aside / "old")
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside / "old", target)
+            shutil.rmtree(aside, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+class Staging:
+    """A hidden work folder for ``target``; ``path`` is what will become ``target`` on :meth:`commit`."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+        clean_stale(self.target)
+        self.work = _hidden_dir(self.target, "tmp")
+        self.path = self.work / "out"
+        self.path.mkdir()
+
+    def commit(self) -> None:
+        try:
+            swap_in(self.path, self.target)
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class OutputDir(Staging):
+    """A ``datasets`` DatasetDict folder built split by split from Arrow record batches (memory stays flat)."""
+
+    def __init__(self, outdir: str | Path, schema: pa.Schema) -> None:
+        super().__init__(outdir)
+        self.parts = self.work / "parts"
+        self.parts.mkdir()
+        self.schema = schema
+        self._writers: dict[str, pa.ipc.RecordBatchStreamWriter] = {}
+
+    @property
+    def staging(self) -> Path:
+        return self.path
+
+    def write(self, split: str, batch: pa.RecordBatch) -> None:
+        writer = self._writers.get(split)
+        if writer is None:
+            writer = pa.ipc.new_stream(str(self.parts / f"{split}.arrow"), self.schema)
+            self._writers[split] = writer
+        writer.write_batch(batch)
+
+    @property
+    def splits(self) -> list[str]:
+        from dataprep.manifest import split_order
+
+        return split_order(list(self._writers))
+
+    def finish_splits(self, key: str, rewrite: Any = None) -> None:
+        """Close the split files and save them as a DatasetDict (memory-mapped, so RAM stays flat).
+
+        ``rewrite(split_path) -> path`` may replace a split file first (classification maps label names to ids).
+        The fingerprint comes from the cache key, so two runs write byte-identical state files.
+        """
+        from datasets import Dataset, DatasetDict
+        from datasets.table import MemoryMappedTable
+        from datasets.utils.tqdm import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
+
+        for writer in self._writers.values():
+            writer.close()
+        parts = {}
+        for split in self.splits:
+            path = self.parts / f"{split}.arrow"
+            if rewrite is not None:
+                path = rewrite(path)
+            fingerprint = hashlib.sha256(f"{key}:{split}".encode()).hexdigest()[:16]
+            parts[split] = Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=fingerprint)
+        quiet_before = are_progress_bars_disabled()
+        disable_progress_bars()  # stderr carries our own summary, not datasets' bars
+        try:
+            DatasetDict(parts).save_to_disk(str(self.path))
+        finally:
+            if not quiet_before:
+                enable_progress_bars()
+
+    def abort(self) -> None:
+        for writer in self._writers.values():
+            with contextlib.suppress(OSError, pa.ArrowException):
+                writer.close()
+        super().abort()

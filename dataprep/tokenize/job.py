@@ -1,0 +1,274 @@
+"""The whole ``dataprep tokenize`` run: inputs -> (cache check) -> the tokenize stage under :func:`stage.run` ->
+a dataset folder with its manifest, card and tokenizer, committed atomically.
+
+The stage overlaps Python and Rust: a batch is prepared (rendered) in this thread while the previous one is
+encoded in a worker thread (the Rust tokenizer releases the GIL), so a batch's rows come out one batch later;
+the stage names the location of each reject itself.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataprep import manifest as mf
+from dataprep.errors import UsageProblem
+from dataprep.io import Batch, read_batches
+from dataprep.manifest import InputFile, Manifest, SplitStats, Totals
+from dataprep.outdir import OutputDir
+from dataprep.stage import Rejected, StageReport, run
+from dataprep.tokenize.causal import CausalOptions
+from dataprep.tokenize.layout import IGNORE_INDEX, Encoder, TokenizedBatch
+
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
+
+
+@dataclass
+class TokenizeJob:
+    """What ``dataprep tokenize`` was asked to do; ``inputs`` are paths, ``-``, or ``NAME=PATH`` (split per file)."""
+
+    inputs: list[str]
+    outdir: str
+    tokenizer: str
+    task: str = "causal"
+    template: str | None = None
+    causal: CausalOptions = field(default_factory=CausalOptions)
+    classify: Any = None  # dataprep.tokenize.pair.ClassifyOptions for task="classification"
+    trust_remote_code: bool = False
+    force: bool = False
+    batch_size: int = 1024
+    input_format: str | None = None
+    rejects: str | None = None
+    on_error: str = "fail"
+
+
+@dataclass
+class TokenizeResult:
+    up_to_date: bool
+    manifest: Manifest
+    summary: str
+    report: StageReport | None = None
+
+
+def parse_input(arg: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` names the split of every row of PATH; a plain path (or one that exists as given) does not."""
+    name, sep, path = arg.partition("=")
+    if sep and path and SPLIT_NAME.match(name) and not (arg == "-" or Path(arg).exists()):
+        return name, path
+    return None, arg
+
+
+class TokenizeStage:
+    """The tokenize stage: records in, :class:`TokenizedBatch` out, one batch in flight in the encoder thread."""
+
+    name = "tokenize"
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataprep-encode")
+        self._pending: tuple[Batch, Any, Future[Any]] | None = None
+
+    def process(self, batch: Batch) -> tuple[Sequence[Any], list[Rejected]]:
+        splits, rejected = _row_splits(batch)
+        prepared = self.encoder.prepare(batch.records, splits)
+        future = self._pool.submit(self.encoder.encode, prepared)
+        kept: Sequence[Any] = ()
+        if self._pending is not None:
+            kept, earlier = self._settle(*self._pending)
+            rejected = earlier + rejected
+        self._pending = (batch, prepared, future)
+        return kept, rejected
+
+    def finish(self) -> Iterator[tuple[Sequence[Any], list[Rejected]]]:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            yield self._settle(*pending)
+        self.close()
+
+    def facts(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _settle(self, batch: Batch, prepared: Any, future: Future[Any]) -> tuple[TokenizedBatch, list[Rejected]]:
+        result = self.encoder.finish(prepared, future.result())
+        rejected = [item._replace(location=batch.location(index)) for index, item in result.rejected]
+        return result.tokens, rejected
+
+
+def _row_splits(batch: Batch) -> tuple[list[str | None], list[Rejected]]:
+    """Each row's split (``batch.split`` for a ``NAME=PATH`` input); a bad split name rejects the row (None)."""
+    if batch.split is not None:
+        return [batch.split] * len(batch), []
+    splits: list[str | None] = []
+    rejected: list[Rejected] = []
+    for i, record in enumerate(batch.records):
+        name = record.get("split") or "train"
+        if not isinstance(name, str) or not SPLIT_NAME.match(name):
+            detail = f"split {name!r} is not a valid split name (letters, digits, _ and .)"
+            rejected.append(Rejected(record, "invalid_split", detail, location=batch.location(i)))
+            splits.append(None)
+        else:
+            splits.append(name)
+    return splits, rejected
+
+
+class DatasetSink:
+    """Routes each tokenized batch to its split's Arrow file and counts tokens per split.
+
+    ``close(ok=True)`` saves the DatasetDict, lets ``finalize`` add the manifest, card and tokenizer to the
+    staging folder, and swaps it in; ``close(ok=False)`` leaves no trace.
+    """
+
+    def __init__(self, out: OutputDir, encoder: Encoder) -> None:
+        self.out = out
+        self.encoder = encoder
+        self.splits: dict[str, SplitStats] = {}
+        self.finalize: Any = None
+
+    def write(self, tokens: TokenizedBatch) -> None:
+        splits = np.asarray(tokens.splits)
+        supervised = tokens.columns["labels"] != IGNORE_INDEX if self.encoder.task == "causal" else None
+        row_of_token = np.repeat(splits, tokens.lengths) if supervised is not None else None
+        for name in sorted(set(tokens.splits)):
+            rows = np.flatnonzero(splits == name)
+            part = tokens if len(rows) == len(tokens) else tokens.select(rows)
+            self.out.write(name, part.to_arrow(self.encoder.schema))
+            s = self.splits.setdefault(name, SplitStats())
+            s.rows += len(part)
+            s.truncated += int(part.truncated.sum())
+            s.tokens += int(part.lengths.sum())
+            if supervised is None:
+                s.supervised_tokens = None
+            else:
+                assert s.supervised_tokens is not None and row_of_token is not None
+                s.supervised_tokens += int(supervised[row_of_token == name].sum())
+
+    def close(self, ok: bool) -> None:
+        if not ok:
+            self.out.abort()
+            return
+        try:
+            self.finalize(self)
+        except BaseException:
+            self.out.abort()
+            raise
+        self.out.commit()
+
+
+def _batches(inputs: list[InputFile], job: TokenizeJob, report: StageReport) -> Iterator[Batch]:
+    on_bad = report.bad_input if job.on_error == "reject" else None
+    for source in inputs:
+        for batch in read_batches(source.path, fmt=job.input_format or source.fmt, batch_size=job.batch_size,
+                                  on_bad=on_bad):
+            if source.name == "<stdin>":
+                batch.source = "<stdin>"
+            batch.split = source.split
+            yield batch
+
+
+def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResult:
+    """Tokenize ``job.inputs`` into the DatasetDict folder ``job.outdir``; skip the work when it is up to date."""
+    from dataprep.tokenizer_io import load_tokenizer, tokenizer_facts, tokenizer_files_sha256
+
+    parsed = [parse_input(a) for a in job.inputs]
+    if sum(1 for _, p in parsed if p == "-") > 1:
+        raise UsageProblem("stdin ('-') can be given only once")
+    mf.check_target(job.outdir)
+    tokenizer = load_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
+    encoder, template_facts = _encoder_for(job, tokenizer)
+    out = OutputDir(job.outdir, encoder.schema)
+    report = StageReport("tokenize", job.rejects)
+    try:
+        inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
+        tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
+        parts = mf.key_parts(task=job.task, options=encoder.options(), inputs=inputs, tokenizer_sha256=tok_sha,
+                             template=template_facts)
+        key = mf.cache_key(parts)
+        old = mf.read_manifest(job.outdir)
+        if old is not None and old.key == key and not job.force:
+            out.abort()
+            report.close(ok=False)
+            summary = (f"tokenize: {job.outdir} is up to date (key {key[:12]}, {old.totals.rows_out:,} rows; "
+                       "--force to redo)")
+            return TokenizeResult(True, old, summary)
+    except BaseException:
+        out.abort()
+        report.close(ok=False)
+        raise
+    facts = tokenizer_facts(tokenizer)
+    manifest = Manifest(
+        task=job.task,
+        tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tok_sha, **facts),
+        splits={}, key=key, options=encoder.options(), template=template_facts,
+        inputs=[f.fact() for f in inputs],
+    )
+    sink = DatasetSink(out, encoder)
+
+    def finalize(sink: DatasetSink) -> None:
+        from dataprep.card import dataset_card
+
+        out.finish_splits(key, encoder.rewrite_split)
+        tokenizer.save_pretrained(str(out.staging / mf.TOKENIZER_DIR))
+        manifest.splits = {s: sink.splits[s] for s in out.splits}
+        manifest.rejected = dict(sorted(report.reasons.items()))
+        stats = list(manifest.splits.values())
+        supervised = None if any(s.supervised_tokens is None for s in stats) else sum(
+            s.supervised_tokens or 0 for s in stats)
+        manifest.totals = Totals(rows_in=report.rows_in, rows_out=report.rows_out, rejected=report.rejected,
+                                 truncated=sum(s.truncated for s in stats), tokens=sum(s.tokens for s in stats),
+                                 supervised_tokens=supervised)
+        names = encoder.label_names
+        if names is not None:
+            manifest.labels = {"field": job.classify.label, "names": list(names),
+                               "ids": {name: i for i, name in enumerate(names)}}
+        mf.write_manifest(out.staging, manifest)
+        (out.staging / mf.CARD).write_text(dataset_card(manifest), encoding="utf-8")
+
+    sink.finalize = finalize
+    stage = TokenizeStage(encoder)
+    started = time.perf_counter()
+    try:
+        run(stage, _batches(inputs, job, report), sink, report, progress)
+    finally:
+        stage.close()
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return TokenizeResult(False, manifest, _summary(report, manifest, elapsed), report)
+
+
+def _encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, Any] | None]:
+    import hashlib
+
+    if job.task == "classification":
+        from dataprep.tokenize.pair import PairClassifier
+
+        return PairClassifier(tokenizer, job.classify), None
+    from dataprep.template import load_template
+    from dataprep.tokenize.causal import CausalTokenizer
+
+    template = load_template(job.template, tokenizer)
+    facts = {
+        "name": template.name,
+        "sha256": hashlib.sha256(template.source.encode("utf-8")).hexdigest(),
+        "default_system": template.default_system,
+    }
+    return CausalTokenizer(tokenizer, template, job.causal), facts
+
+
+def _summary(report: StageReport, manifest: Manifest, elapsed: float) -> str:
+    totals = manifest.totals
+    report.extra["truncated"] = totals.truncated
+    report.extra["tokens"] = f"{totals.tokens:,}"
+    if totals.supervised_tokens is not None and totals.tokens:
+        report.extra["supervised"] = f"{100 * totals.supervised_tokens / totals.tokens:.1f}%"
+    report.extra["splits"] = " ".join(f"{s}={n.rows}" for s, n in manifest.splits.items()) or "none"
+    report.extra["rows/s"] = f"{report.rows_in / elapsed:,.0f}"
+    return report.summary()

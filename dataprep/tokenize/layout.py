@@ -1,0 +1,119 @@
+"""The token-batch layout every tokenize encoder produces, and the protocol an encoder follows.
+
+Rows travel as flat arrays plus offsets (the layout of an Arrow list column), so a batch becomes an Arrow record
+batch without a per-row copy. This module is light on purpose (numpy and pyarrow only): ``inspect`` and ``train``
+import ``IGNORE_INDEX`` from here without loading a tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from dataprep.records import Record
+from dataprep.stage import Rejected
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TokenizedBatch:
+    """Rows as flat arrays: row i is ``flat[offsets[i]:offsets[i+1]]`` — the layout of an Arrow list column."""
+
+    ids: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    scalars: dict[str, Any] = field(default_factory=dict)
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def select(self, rows: np.ndarray) -> TokenizedBatch:
+        """The rows at ``rows`` (sorted indexes), as a new batch; used to route rows to their split."""
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        lengths = ends - starts
+        new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new_offsets[1:])
+        take = _ranges(starts, lengths)
+        return TokenizedBatch(
+            ids=[self.ids[i] for i in rows],
+            splits=[self.splits[i] for i in rows],
+            offsets=new_offsets,
+            columns={k: v[take] for k, v in self.columns.items()},
+            scalars={k: [v[i] for i in rows] for k, v in self.scalars.items()},
+            truncated=self.truncated[rows],
+        )
+
+    def to_arrow(self, schema: pa.Schema) -> pa.RecordBatch:
+        offsets = pa.array(self.offsets.astype(np.int32))
+        arrays = []
+        for f in schema:
+            if f.name == "id":
+                arrays.append(pa.array(self.ids, pa.string()))
+            elif f.name == "length":
+                arrays.append(pa.array(self.lengths.astype(np.int32)))
+            elif f.name in self.columns:
+                values = pa.array(self.columns[f.name].astype(f.type.value_type.to_pandas_dtype()))
+                arrays.append(pa.ListArray.from_arrays(offsets, values))
+            else:
+                arrays.append(pa.array(self.scalars[f.name], f.type))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + n)`` for each pair, without a Python loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    row_of = np.repeat(np.arange(len(lengths)), lengths)
+    before = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=before[1:])
+    return starts[row_of] + (np.arange(total) - before[row_of])
+
+
+def flatten_ids(id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat int32 ids and int64 row offsets from per-row id lists."""
+    lengths = np.fromiter((len(x) for x in id_lists), dtype=np.int64, count=len(id_lists))
+    offsets = np.zeros(len(id_lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.empty(int(offsets[-1]), dtype=np.int32)
+    for i, ids in enumerate(id_lists):
+        flat[offsets[i]:offsets[i + 1]] = ids
+    return flat, offsets
+
+
+@dataclass
+class BatchResult:
+    tokens: TokenizedBatch
+    rejected: list[tuple[int, Rejected]]  # (index of the row in its input batch, reject)
+
+
+class Encoder(Protocol):
+    """A tokenize task: rows are prepared in Python, encoded by the Rust tokenizer (in a worker thread, so the
+    next batch prepares meanwhile), then finished into a :class:`TokenizedBatch`.
+
+    ``splits[i]`` is row i's split, or None for a row already rejected (it is skipped).
+    """
+
+    task: str
+    schema: pa.Schema
+
+    def prepare(self, records: Sequence[Record], splits: Sequence[str | None]) -> Any: ...
+
+    def encode(self, prepared: Any) -> Any: ...
+
+    def finish(self, prepared: Any, encoded: Any) -> BatchResult: ...
+
+    def options(self) -> dict[str, Any]:
+        """Everything that shapes the output, for the cache key and the manifest."""
+        ...

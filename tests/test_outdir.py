@@ -1,0 +1,92 @@
+"""Output folders: built hidden, swapped in whole, the old one kept when anything fails, stale temps cleaned."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from dataprep.outdir import OutputDir, Staging, clean_stale, swap_in
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_output_dir_abort_leaves_nothing_and_commit_replaces(tmp_path):
+    schema = pa.schema([("id", pa.string())])
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    out = OutputDir(target, schema)
+    out.write("train", pa.RecordBatch.from_pydict({"id": ["a"]}, schema=schema))
+    out.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (target / "old.txt").read_text() == "old"
+    out = OutputDir(target, schema)
+    out.write("validation", pa.RecordBatch.from_pydict({"id": ["b"]}, schema=schema))
+    out.write("train", pa.RecordBatch.from_pydict({"id": ["a"]}, schema=schema))
+    assert out.splits == ["train", "validation"]
+    out.finish_splits("key")
+    out.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert not (target / "old.txt").exists()
+    assert json.loads((target / "dataset_dict.json").read_text())["splits"] == ["train", "validation"]
+
+
+
+def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    target = tmp_path / "ds"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    new = tmp_path / "new"
+    new.mkdir()
+    real_replace = os.replace
+    calls = []
+
+    def failing_second_rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_second_rename)
+    with pytest.raises(OSError):
+        swap_in(new, target)
+    monkeypatch.undo()
+    assert (target / "old.txt").read_text() == "old"
+    assert names(tmp_path) == ["ds", "new"]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temps_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
+    target = tmp_path / "ds"
+    target.mkdir()
+    dead, live = dead_pid(), os.getpid()
+    (tmp_path / f".ds.tmp-{dead}-abc").mkdir()
+    (tmp_path / f".ds.tmp-{live}-def").mkdir()
+    (tmp_path / f".other.tmp-{dead}-abc").mkdir()
+    clean_stale(target)
+    assert names(tmp_path) == [f".ds.tmp-{live}-def", f".other.tmp-{dead}-abc", "ds"]
+
+
+def test_a_crash_between_the_renames_is_undone_by_the_next_run(tmp_path):
+    """Killed after the old folder went aside and before the new one came in: the next run puts it back."""
+    target = tmp_path / "ds"
+    aside = tmp_path / f".ds.old-{dead_pid()}-xyz"
+    (aside / "old").mkdir(parents=True)
+    (aside / "old" / "data.txt").write_text("precious")
+    staging = Staging(target)
+    assert (target / "data.txt").read_text() == "precious"
+    staging.abort()
+    assert names(tmp_path) == ["ds"]
