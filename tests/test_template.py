@@ -56,14 +56,14 @@ def reference(tokenizer: Any, record: records.Record, **kwargs: Any) -> str:
 
 def assert_spans(rendered: Any, record: records.Record, end_marker: str) -> None:
     """Spans are ordered, disjoint, inside the text; a plain reply's span is exactly content + end marker."""
-    assert rendered.turns, "no supervised turn"
+    assert rendered.spans, "no supervised turn"
     previous_end = 0
-    for start, end in rendered.turns:
+    for start, end in rendered.spans:
         assert previous_end <= start < end <= len(rendered.text)
         previous_end = end
     replies = [(role, text) for role, text in records.turns(record) if role in records.ASSISTANT_ROLES]
-    assert len(replies) == len(rendered.turns)
-    for (role, content), (start, end) in zip(replies, rendered.turns, strict=True):
+    assert len(replies) == len(rendered.spans)
+    for (role, content), (start, end) in zip(replies, rendered.spans, strict=True):
         piece = rendered.text[start:end]
         if role == "assistant":
             assert piece == content + end_marker
@@ -101,7 +101,7 @@ def test_qwen_multi_turn_lima_history_is_exact(qwen: Any, shared_data: Path) -> 
     for record in alpaca_records(rows):
         rendered = template.render(record)
         assert rendered.text == reference(qwen, record)
-        assert len(rendered.turns) == len(record["history"]) + 1
+        assert len(rendered.spans) == len(record["history"]) + 1
         assert_spans(rendered, record, "<|im_end|>")
 
 
@@ -147,10 +147,10 @@ def test_qwen_function_call_span_is_the_generated_call(qwen: Any) -> None:
     ]
     record = records.from_messages(messages, tools='[{"name": "weather", "parameters": {}}]')
     rendered = load_template(None, qwen).render(record)
-    first, second = (rendered.text[s:e] for s, e in rendered.turns)
+    first, second = (rendered.text[s:e] for s, e in rendered.spans)
     assert first == '<tool_call>\n{"name": "weather", "arguments": {"city": "巴黎"}}\n</tool_call><|im_end|>'
     assert second == "3 °C.<|im_end|>"
-    assert rendered.text[: rendered.turns[0][0]].endswith("<|im_start|>assistant\n")
+    assert rendered.text[: rendered.spans[0][0]].endswith("<|im_start|>assistant\n")
 
 
 def test_qwen_default_system_only_without_prefix(qwen: Any) -> None:
@@ -221,7 +221,7 @@ def plain_conversations(draw: st.DrawFn) -> list[dict[str, str]]:
 FAMILY_TOKENS = {
     "chatml": ("chatml.jinja", {}),
     "llama3": ("llama3.jinja", {"bos_token": "<|begin_of_text|>"}),
-    "mistral": ("mistral_v0.1.jinja", {"bos_token": "<s>", "eos_token": "</s>"}),
+    "mistral-v0.1": ("mistral_v0.1.jinja", {"bos_token": "<s>", "eos_token": "</s>"}),
 }
 
 
@@ -242,10 +242,10 @@ def test_builtin_renders_like_the_family_template(tiny: Any, name: str, messages
         record = records.from_messages(messages)
         rendered = ours.render(record)
         replies = [content for role, content in records.turns(record) if role == "assistant"]
-        for (start, end), content in zip(rendered.turns, replies, strict=True):
+        for (start, end), content in zip(rendered.spans, replies, strict=True):
             body = content.strip() if name == "llama3" else content
-            end_marker = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral": "</s>"}[name]
-            assert rendered.text[start:end] == (" " if name == "mistral" else "") + body + end_marker
+            end_marker = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "mistral-v0.1": "</s>"}[name]
+            assert rendered.text[start:end] == (" " if name == "mistral-v0.1" else "") + body + end_marker
 
 
 def test_builtins_need_the_tokens_they_write(gpt2: Any) -> None:
@@ -271,16 +271,16 @@ def test_builtins_with_gpt2_match_transformers(gpt2: Any, name: str) -> None:
         rendered = template.render(record)
         assert rendered.text == gpt2.apply_chat_template(messages, tools=tools, chat_template=template.source,
                                                          tokenize=False)
-        assert len(rendered.turns) == len(record["history"]) + 1
+        assert len(rendered.spans) == len(record["history"]) + 1
         end_marker = {"llama3": "<|eot_id|>", "chatml": "<|im_end|>"}.get(name, "<|endoftext|>")
-        assert all(rendered.text[start:end].endswith(end_marker) for start, end in rendered.turns)
+        assert all(rendered.text[start:end].endswith(end_marker) for start, end in rendered.spans)
 
 
 def test_alpaca_layout_follows_seed_000(gpt2: Any) -> None:
     template = load_template("alpaca", gpt2)
     with_input = template.render(records.make_record(prompt="Sum these.", query="2 3", response="5"))
     assert with_input.text == "### Instruction:\nSum these.\n\n### Input:\n2 3\n\n### Response:\n5<|endoftext|>"
-    assert [with_input.text[s:e] for s, e in with_input.turns] == ["5<|endoftext|>"]
+    assert [with_input.text[s:e] for s, e in with_input.spans] == ["5<|endoftext|>"]
     plain = template.render(records.make_record(prompt="Say hi.", response="Hi"))
     assert plain.text == "### Instruction:\nSay hi.\n\n### Response:\nHi<|endoftext|>"
     assert template.default_system is None
@@ -302,7 +302,7 @@ def test_default_layout_follows_seed_003(gpt2: Any) -> None:
 def test_plain_layout_follows_seed_004(gpt2: Any) -> None:
     rendered = load_template("plain", gpt2).render(records.make_record(prompt="Hi", response="Hello"))
     assert rendered.text == "<|user|>\nHi\n<|assistant|>\nHello<|endoftext|>"
-    assert [rendered.text[s:e] for s, e in rendered.turns] == ["Hello<|endoftext|>"]
+    assert [rendered.text[s:e] for s, e in rendered.spans] == ["Hello<|endoftext|>"]
 
 
 def test_family_builtins_refuse_tool_calls(gpt2: Any) -> None:
@@ -321,17 +321,17 @@ def test_family_builtins_refuse_tool_calls(gpt2: Any) -> None:
 # --- user templates and failure paths ------------------------------------------------------------------------
 
 
-def test_template_that_rewrites_history_is_not_incremental(tmp_path: Path) -> None:
+def test_template_that_rewrites_history_is_located_in_one_render(tmp_path: Path) -> None:
+    """The old prefix method rejected this (the final turn renders differently); spans now come from one render."""
     path = tmp_path / "rewrites.jinja"
     path.write_text("{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m.content }}|{% endfor %}")
     template = load_template(str(path), None)
-    record = records.make_record(prompt="q2", response="a2", history=[["q1", "a1"]])
-    with pytest.raises(RecordError) as info:
-        template.render(record)
-    assert info.value.reason == "template_not_incremental"
+    rendered = template.render(records.make_record(prompt="q2", response="a2", history=[["q1", "a1"]]))
+    assert rendered.text == "q1|a1|q2|LAST a2|"
+    assert [rendered.text[s:e] for s, e in rendered.spans] == ["a1|", "LAST a2|"]
 
 
-def test_mistral_v03_style_system_placement_is_rejected(tmp_path: Path) -> None:
+def test_mistral_v03_style_system_placement_renders_as_the_template_says(tmp_path: Path) -> None:
     path = tmp_path / "v03.jinja"
     path.write_text(
         "{% set sys = messages[0].content if messages[0].role == 'system' else none %}"
@@ -339,10 +339,9 @@ def test_mistral_v03_style_system_placement_is_rejected(tmp_path: Path) -> None:
         "{% if loop.last and sys %}{{ sys }}\n\n{% endif %}{{ m.content }}[/INST]{% else %}{{ m.content }}</s>"
         "{% endif %}{% endfor %}"
     )
-    record = records.make_record(prompt="q", response="a", prefix="System.")
-    with pytest.raises(RecordError, match="not a prefix") as info:
-        load_template(str(path), None).render(record)
-    assert info.value.reason == "template_not_incremental"
+    rendered = load_template(str(path), None).render(records.make_record(prompt="q", response="a", prefix="System."))
+    assert rendered.text == "[INST]q[/INST]a</s>"  # v0.3 writes the system prompt only into a final user turn
+    assert [rendered.text[s:e] for s, e in rendered.spans] == ["a</s>"]
 
 
 def test_template_that_drops_replies_is_rejected_not_trained_empty(tmp_path: Path) -> None:
@@ -350,7 +349,8 @@ def test_template_that_drops_replies_is_rejected_not_trained_empty(tmp_path: Pat
     path.write_text("{% for m in messages if m.role == 'user' %}{{ m.content }}\n{% endfor %}")
     with pytest.raises(RecordError) as info:
         load_template(str(path), None).render(records.make_record(prompt="q", response="a"))
-    assert info.value.reason == "empty_turn"
+    assert info.value.reason == "template_shape_unknown"
+    assert "does not write" in info.value.detail
 
 
 def test_record_without_assistant_turn_is_rejected() -> None:
@@ -367,7 +367,7 @@ def test_user_template_file_gets_hf_variables(tmp_path: Path, tiny: Any) -> None
     template = load_template(str(path), tiny)
     rendered = template.render(records.make_record(prompt="q", response="a"))
     assert rendered.text == "<user>q\n<assistant>a<|im_end|>\n"
-    assert [rendered.text[s:e] for s, e in rendered.turns] == ["a<|im_end|>"]
+    assert [rendered.text[s:e] for s, e in rendered.spans] == ["a<|im_end|>"]
 
 
 def test_load_errors_are_one_line_usage_problems(tmp_path: Path, gpt2: Any) -> None:
