@@ -14,8 +14,9 @@ the string's leading and trailing whitespace, so a template's own ``trim``/``str
 that whitespace exactly as before. Removing the markers must give the first text back character for
 character; then every marker pair is the exact place of one data string in the text (:attr:`Rendered.data`).
 If it does not (the template branches on what a string holds, such as Qwen3's ``startswith('<tool_response>')``
-on user turns), the tagged render is tried again leaving ``tools``, then every user-side string, untagged;
-if none agrees the row is rejected (``template_inspects_data``). A string whose markers the template cut
+on user turns), the tagged render is tried again leaving ``tools``, then every user-side string, then (with
+``turns="last"``) every string but the final reply's, untagged; if none agrees the row is rejected
+(``template_inspects_data``). Untagged strings are reported as unlocated. A string whose markers the template cut
 apart (``content.split('</think>')``) is treated as unlocated, never guessed at.
 
 What the template writes around an assistant turn is learned **once per template**, at load, from probe
@@ -383,10 +384,12 @@ class ChatTemplate:
     def _tagged(self, messages: list[Message], tools: list[dict[str, Any]] | None, level: int,
                 marks: _Marks) -> tuple[list[Message], Any]:
         """Messages and tools with data strings wrapped in markers. Level 0 tags everything; level 1 leaves
-        ``tools`` untagged; level 2 also every user-side and system string."""
+        ``tools`` untagged; level 2 also every user-side and system string; level 3 tags the final assistant
+        message only (for ``turns="last"``)."""
         out: list[Message] = []
+        final = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
         for i, message in enumerate(messages):
-            tag = message["role"] == "assistant" or level < 2
+            tag = level < 2 or (message["role"] == "assistant" and (level == 2 or i == final))
             new: Message = {}
             for key, value in message.items():
                 if key == "role":
@@ -426,7 +429,7 @@ class ChatTemplate:
         if self._shape is None:
             raise RecordError("template_shape_unknown", self._shape_problem)
         has_user_data = any(m["role"] != "assistant" and m.get("content") for m in messages)
-        levels = [0] + ([1] if tools else []) + ([2] if has_user_data else [])
+        levels = [0] + ([1] if tools else []) + ([2] if has_user_data else []) + ([3] if turns == "last" else [])
         for level in levels:
             marks = _Marks(alphabet)
             tagged, tagged_tools = self._tagged(messages, tools, level, marks)
