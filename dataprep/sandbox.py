@@ -46,6 +46,7 @@ DEFAULT_SECONDS = 20.0
 MAX_WIDTH = 100_000  # the largest field width / padding a format, center or indent may ask for
 MAX_POWER_BITS = 4096
 MAX_JSON_INDENT = 64
+_SMALL = 1 << 16  # strings shorter than this are never over any budget worth setting; skip the look-up
 
 
 class BudgetExceeded(Exception):
@@ -351,6 +352,10 @@ class BoundedEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment):
                             namespace=_Namespace, range=_range, lipsum=_lipsum)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+" and type(left) is str and type(right) is str:  # the hot path of chat templates
+            if len(left) + len(right) > _SMALL:
+                _budget().size(len(left) + len(right))
+            return left + right
         _check_binop(operator, left, right)
         return self.binop_table[operator](left, right)
 
