@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dataprep import records  # noqa: E402
-from dataprep.template import ChatTemplate, load_template  # noqa: E402
+from dataprep.template import load_template  # noqa: E402
 
 
 def old_module(rev: str) -> Any:
