@@ -5,8 +5,13 @@ A canonical record is one JSON object per example (schemas/canonical.schema.json
     {"id", "prefix", "prompt", "query", "response", "history": [[user, assistant], ...]}
 
 plus optional ``tools`` (a JSON array, as text, of the functions the assistant may call), ``roles`` (one role
-per turn when a conversation has tool calls), ``meta`` (every source field that has no canonical place),
-and the ``len_bucket``/``split`` fields that ``dataprep split`` adds.
+per turn when a conversation has tool calls), ``reasoning`` (one string per assistant-side turn: the thinking
+that came before it, ``""`` for none; omitted when every turn has none), ``meta`` (every source field that has
+no canonical place), and the ``len_bucket``/``split`` fields that ``dataprep split`` adds.
+
+Reasoning is data, kept apart from the reply: OpenAI-style ``reasoning_content`` and a leading
+``<think>…</think>`` block in a reply both land in ``reasoning`` (:func:`split_think`), and go back out the same
+way (:func:`think_text`). Which reasoning reaches the training text is the chat template's decision.
 
 Turns are ordered history pairs first, then (prompt+query, response). ``roles`` marks a turn on the user
 side as ``user`` or ``observation`` (a tool's result) and a turn on the assistant side as ``assistant`` or
@@ -19,16 +24,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NotRequired, Required, TypedDict
 
-Record = dict[str, Any]
+
+class Record(TypedDict, total=False):
+    """A canonical record (schemas/canonical.schema.json); the six first keys are always present."""
+
+    id: Required[str]
+    prefix: Required[str]
+    prompt: Required[str]
+    query: Required[str]
+    response: Required[str]
+    history: Required[list[list[str]]]
+    tools: NotRequired[str]
+    roles: NotRequired[list[str]]
+    reasoning: NotRequired[list[str]]
+    meta: NotRequired[dict[str, Any]]
+    len_bucket: NotRequired[int]
+    split: NotRequired[str]
+
+
 Message = dict[str, Any]
 
 TEXT_FIELDS = ("prefix", "prompt", "query", "response")
 CANONICAL_FIELDS = ("id", *TEXT_FIELDS, "history")
-OPTIONAL_FIELDS = ("tools", "roles", "meta", "len_bucket", "split")
-KNOWN_FIELDS = frozenset(CANONICAL_FIELDS + OPTIONAL_FIELDS)
+OPTIONAL_FIELDS = ("tools", "roles", "reasoning", "meta", "len_bucket", "split")
 FIELD_ORDER = {name: i for i, name in enumerate(CANONICAL_FIELDS + OPTIONAL_FIELDS)}
 
 USER_ROLES = ("user", "observation")
@@ -51,6 +72,8 @@ def content_id(record: Record) -> str:
     """Derive an id from content only, so the same example gets the same id on every run and machine."""
     key = [record.get(f, "") for f in TEXT_FIELDS]
     key += [record.get("history") or [], record.get("tools") or "", record.get("roles") or []]
+    if any(record.get("reasoning") or ()):  # appended only when present, so ids of records without it stay put
+        key.append(record["reasoning"])
     blob = _ID_ENCODER.encode(key)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=8).hexdigest()
 
@@ -69,6 +92,7 @@ def make_record(
     history: list[list[str]] | None = None,
     tools: str | None = None,
     roles: list[str] | None = None,
+    reasoning: Sequence[str] | None = None,
     meta: dict[str, Any] | None = None,
     id: str | None = None,
 ) -> Record:
@@ -87,6 +111,11 @@ def make_record(
         record["tools"] = tools
     if roles and any(r not in ("user", "assistant") for r in roles):
         record["roles"] = list(roles)
+    if reasoning and any(reasoning):
+        if len(reasoning) != len(record["history"]) + 1:
+            raise RecordError("bad_reasoning", f"reasoning has {len(reasoning)} entries for "
+                                               f"{len(record['history']) + 1} assistant turns")
+        record["reasoning"] = list(reasoning)
     if meta:
         record["meta"] = meta
     return {"id": str(id) if id is not None and id != "" else content_id(record), **record}
@@ -154,20 +183,57 @@ def to_messages(record: Record) -> list[Message]:
     """OpenAI-style messages, as chat templates and TRL read them.
 
     A function_call turn becomes an assistant message with ``tool_calls`` (arguments as a dict, which is what
-    Hugging Face chat templates expect) and an observation becomes a ``tool`` message.
+    Hugging Face chat templates expect) and an observation becomes a ``tool`` message. An assistant-side turn
+    with reasoning carries it as ``reasoning_content`` (Qwen3's and DeepSeek's name); turns without reasoning
+    get no such key, so such a record gives the messages it always gave.
     """
     messages: list[Message] = []
     if record.get("prefix"):
         messages.append({"role": "system", "content": record["prefix"]})
+    reasoning = iter(record.get("reasoning") or ())
     for role, content in turns(record):
         if role == "function_call":
             calls = [{"type": "function", "function": call} for call in parse_function_call(content)]
-            messages.append({"role": "assistant", "content": "", "tool_calls": calls})
+            message: Message = {"role": "assistant", "content": "", "tool_calls": calls}
         elif role == "observation":
-            messages.append({"role": "tool", "content": content})
+            message = {"role": "tool", "content": content}
         else:
-            messages.append({"role": role, "content": content})
+            message = {"role": role, "content": content}
+        if role in ASSISTANT_ROLES:
+            thought = next(reasoning, "")
+            if thought:
+                message["reasoning_content"] = thought
+        messages.append(message)
     return messages
+
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def split_think(text: str) -> tuple[str, str]:
+    """``(reasoning, reply)`` of a reply that starts with a ``<think>…</think>`` block, else ``("", text)``.
+
+    One newline just inside each tag and up to two after the closing tag belong to the layout, not to the data,
+    so ``split_think(think_text(r, c)) == (r, c)`` for every ``r`` and ``c`` (normalize, then export, then
+    normalize again gives the same record). Whitespace before ``<think>`` is dropped with the tag.
+    """
+    body = text.lstrip()
+    if not body.startswith(THINK_OPEN):
+        return "", text
+    close = body.find(THINK_CLOSE)
+    if close < 0:
+        return "", text
+    inner = body[len(THINK_OPEN):close]
+    inner = inner[1:] if inner.startswith("\n") else inner
+    inner = inner[:-1] if inner.endswith("\n") else inner
+    reply = body[close + len(THINK_CLOSE):]
+    reply = reply[2:] if reply.startswith("\n\n") else reply[1:] if reply.startswith("\n") else reply
+    return inner, reply
+
+
+def think_text(reasoning: str, reply: str) -> str:
+    """A reply with its reasoning in front, as ``<think>`` models write it (the inverse of :func:`split_think`)."""
+    return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{reply}" if reasoning else reply
 
 
 def _function_call_text(message: Message) -> str:
@@ -192,6 +258,17 @@ def _function_call_text(message: Message) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _message_reasoning(i: int, message: Message, content: str) -> tuple[str, str]:
+    """The reasoning of an assistant message (``reasoning_content``, ``reasoning`` or a ``<think>`` block)."""
+    given = message.get("reasoning_content", message.get("reasoning"))
+    if given is not None and not isinstance(given, str):
+        raise RecordError("invalid_message", f"message {i} reasoning is not a string")
+    thought, reply = split_think(content)
+    if given and thought:
+        raise RecordError("conflicting_reasoning", f"message {i} has reasoning both apart and in a <think> block")
+    return (given or thought), (reply if thought else content)
+
+
 def from_messages(
     messages: Iterable[Message],
     *,
@@ -204,9 +281,12 @@ def from_messages(
     Rules: at most one system message, first; then turns must alternate user-side (user, tool) and
     assistant-side (assistant, assistant with tool_calls), starting on the user side and ending on the
     assistant side. Anything else is rejected: guessing at a broken conversation trains the wrong thing.
+    An assistant message's reasoning (``reasoning_content``, ``reasoning``, or a leading ``<think>`` block in
+    its content) goes to ``reasoning``.
     """
     prefix = ""
     side_turns: list[tuple[str, str]] = []
+    thoughts: list[str] = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise RecordError("invalid_message", f"message {i} is not an object")
@@ -226,6 +306,9 @@ def from_messages(
                 raise RecordError("system_not_first", f"system message at position {i}; only a leading one is allowed")
             prefix = content
             continue
+        if role in ("assistant", "function_call"):
+            thought, content = _message_reasoning(i, message, content)
+            thoughts.append(thought)
         if role == "assistant" and message.get("tool_calls"):
             if content.strip():
                 raise RecordError(
@@ -262,6 +345,145 @@ def from_messages(
         history=pairs[:-1],
         tools=tools,
         roles=[role for role, _ in side_turns],
+        reasoning=thoughts,
         meta=meta,
         id=id,
+    )
+
+
+def split_reasoning(record: Record) -> Record:
+    """The record with a leading ``<think>`` block of each assistant-side reply moved into ``reasoning``.
+
+    For sources that write reasoning inside the reply (ShareGPT, alpaca): normalize calls this. Function-call
+    turns are JSON and are left alone.
+    """
+    roles = record.get("roles") or ["user", "assistant"] * (len(record["history"]) + 1)
+    replies = [pair[1] for pair in record["history"]] + [record["response"]]
+    if not any(THINK_OPEN in text for text in replies):
+        return record
+    given = list(record.get("reasoning") or [""] * len(replies))
+    found = [split_think(text) if role == "assistant" else ("", text)
+             for role, text in zip(roles[1::2], replies, strict=True)]
+    for k, (thought, _) in enumerate(found):
+        if thought and given[k]:
+            raise RecordError("conflicting_reasoning", f"assistant turn {k} has reasoning both apart and in <think>")
+        given[k] = given[k] or thought
+    out: Record = dict(record)  # type: ignore[assignment]
+    out["history"] = [[pair[0], found[k][1]] for k, pair in enumerate(record["history"])]
+    out["response"] = found[-1][1]
+    if any(given):
+        out["reasoning"] = given
+    return ordered(out)
+
+
+def with_think(record: Record) -> Record:
+    """The record with each turn's reasoning written back in front of its reply (for formats without a place)."""
+    reasoning = record.get("reasoning")
+    if not reasoning:
+        return record
+    roles = record.get("roles") or ["user", "assistant"] * (len(record["history"]) + 1)
+    if any(thought and role != "assistant" for thought, role in zip(reasoning, roles[1::2], strict=True)):
+        raise RecordError("lossy_export", "reasoning before a function call has no place in this format")
+    out: Record = {k: v for k, v in record.items() if k != "reasoning"}  # type: ignore[assignment]
+    out["history"] = [[pair[0], think_text(reasoning[k], pair[1])] for k, pair in enumerate(record["history"])]
+    out["response"] = think_text(reasoning[-1], record["response"])
+    return out
+
+
+def expand_turns(record: Record) -> list[Record]:
+    """One record per assistant-side turn, each ending at that turn (the ``expand`` reasoning policy).
+
+    Rendered with a template that keeps reasoning only for the final turn (Qwen3), each turn's reasoning is then
+    trained once. Record k keeps the first k+1 turn pairs, their roles and reasoning, and gets the id
+    ``"{id}#{k}"``; the last one is the whole conversation. Tokens grow with the square of the turns.
+    """
+    history = record["history"]
+    roles = record.get("roles")
+    reasoning = record.get("reasoning")
+    out: list[Record] = []
+    for k in range(len(history) + 1):
+        part: Record = dict(record)  # type: ignore[assignment]
+        part["id"] = f"{record['id']}#{k}"
+        if k < len(history):
+            part["prompt"], part["query"], part["response"] = history[k][0], "", history[k][1]
+        part["history"] = [list(pair) for pair in history[:k]]
+        if roles:
+            part["roles"] = roles[: 2 * k + 2]
+            if all(r in ("user", "assistant") for r in part["roles"]):
+                del part["roles"]
+        if reasoning:
+            part["reasoning"] = reasoning[: k + 1]
+            if not any(part["reasoning"]):
+                del part["reasoning"]
+        out.append(part)
+    return out
+
+
+_STRING_FIELDS = ("id", *TEXT_FIELDS)
+_ALLOWED_KEYS = frozenset(FIELD_ORDER)
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_canonical(record: Any) -> None:
+    """Raise RecordError unless ``record`` is a well-formed canonical record; cheap enough for every row.
+
+    Stages after normalize call this instead of trusting their input: a string ``history`` would otherwise be
+    read as turns letter by letter, a null reply trained as an empty one, and a role string with control
+    tokens in it written into the text. Reasons: ``not_canonical`` (not an object, or none of the fields),
+    ``missing_field``, ``null_field``, ``wrong_type``, ``unknown_field``, ``bad_history``, ``bad_roles``,
+    ``bad_reasoning``.
+    """
+    if not isinstance(record, dict):
+        raise RecordError("not_canonical", f"a record must be a JSON object, not {_type_name(record)}")
+    for name in CANONICAL_FIELDS:
+        if name not in record:
+            raise RecordError("missing_field", f"missing field {name!r}")
+        value = record[name]
+        if value is None:
+            raise RecordError("null_field", f"field {name!r} is null")
+        if name != "history" and type(value) is not str:
+            raise RecordError("wrong_type", f"field {name!r} must be a string, not {_type_name(value)}")
+    history = record["history"]
+    if type(history) is not list:
+        raise RecordError("bad_history", f"field 'history' must be a list of [user, assistant] pairs, "
+                                         f"not {_type_name(history)}")
+    for i, pair in enumerate(history):
+        if not (type(pair) is list and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str):
+            raise RecordError("bad_history", f"history[{i}] must be a [user, assistant] pair of strings")
+    unknown = sorted(str(k) for k in record if k not in _ALLOWED_KEYS)
+    if unknown:
+        raise RecordError("unknown_field", f"field {unknown[0]!r} is not part of a canonical record")
+    n_turns = 2 * (len(history) + 1)
+    roles = record.get("roles")
+    if roles is not None:
+        if type(roles) is not list or len(roles) != n_turns:
+            raise RecordError("bad_roles", f"roles must be a list of {n_turns} role names")
+        for k, role in enumerate(roles):
+            allowed = USER_ROLES if k % 2 == 0 else ASSISTANT_ROLES
+            if role not in allowed:
+                raise RecordError("bad_roles", f"roles[{k}] is {str(role)[:40]!r}; allowed: {', '.join(allowed)}")
+    reasoning = record.get("reasoning")
+    if reasoning is not None and not (type(reasoning) is list and len(reasoning) == n_turns // 2
+                                      and all(type(r) is str for r in reasoning)):
+        raise RecordError("bad_reasoning", f"reasoning must be a list of {n_turns // 2} strings, one per "
+                                           f"assistant turn")
+    for name, kind in (("tools", str), ("meta", dict), ("len_bucket", int), ("split", str)):
+        if name in record and type(record[name]) is not kind:
+            raise RecordError("wrong_type", f"field {name!r} must be {kind.__name__}, not "
+                                            f"{_type_name(record[name])}")
+
+
+NOT_CANONICAL = "not canonical records: run `dataprep normalize` first"
+
+
+def looks_raw(records: Sequence[Any]) -> bool:
+    """True when a batch is plainly not canonical data (alpaca, ShareGPT, messages...): none of its first
+    records has the canonical conversation fields. A stage then stops with :data:`NOT_CANONICAL` instead of
+    rejecting every row one by one."""
+    sample = records[:16]
+    return bool(sample) and not any(
+        isinstance(r, dict) and "prompt" in r and "response" in r and "history" in r for r in sample
     )

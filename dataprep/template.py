@@ -1,64 +1,85 @@
 """Chat templates: load one, render a canonical record with it, and find the text that is supervised.
 
 A template is Jinja text rendered the way ``transformers`` renders ``tokenizer.chat_template`` in
-``apply_chat_template``: a sandboxed environment with ``trim_blocks``/``lstrip_blocks``, loop controls, a
-``{% generation %}`` tag, a ``tojson`` filter that keeps non-ASCII text, ``raise_exception``, ``strftime_now``, and
-the variables ``messages``, ``tools``, ``documents``, ``add_generation_prompt`` and the tokenizer's named special
-tokens (``bos_token``, ``eos_token``, ...). Rendering the tokenizer's own template here therefore gives the same
-text as ``apply_chat_template(..., tokenize=False)``, without a tokenizer call per row.
+``apply_chat_template`` (:mod:`dataprep.sandbox`: the same sandboxed environment and helpers, plus a budget on
+work and size). Rendering the tokenizer's own template here therefore gives the same text as
+``apply_chat_template(messages, tools=..., tokenize=False)``, without a tokenizer call per row.
 
-Supervised spans
-----------------
-The text is rendered once, for the whole conversation; spans are character ranges of *that* text. For each
-assistant-side turn k (a reply or a function call), oldest first:
+Supervised spans from one render
+--------------------------------
+A record is rendered **once** as it is (that is the text), and once more with every data string (system
+prompt, user and tool content, replies, reasoning, function names, argument keys and values, strings inside
+``tools``) wrapped in a pair of private-use marker characters unique to that string. The markers sit *inside*
+the string's leading and trailing whitespace, so a template's own ``trim``/``strip('\\n')``/``lstrip`` act on
+that whitespace exactly as before. Removing the markers must give the first text back character for
+character; then every marker pair is the exact place of one data string in the text (:attr:`Rendered.data`).
+If it does not (the template branches on what a string holds, such as Qwen3's ``startswith('<tool_response>')``
+on user turns), the tagged render is tried again leaving ``tools``, then every user-side string, then (with
+``turns="last"``) every string but the final reply's, untagged; if none agrees the row is rejected
+(``template_inspects_data``). Untagged strings are reported as unlocated. A string whose markers the template cut
+apart (``content.split('</think>')``) is treated as unlocated, never guessed at.
 
-* ``head`` = the conversation before turn k rendered with ``add_generation_prompt=True``: the text up to where a
-  model would start generating. The span starts at ``len(head)``.
-* ``upto`` = the conversation up to and including turn k, rendered without a generation prompt. The span ends at
-  ``len(upto)`` minus the whitespace after its last non-whitespace character (the newline a template writes
-  after an end-of-turn marker is the next turn's business, not something the model must learn to emit).
+What the template writes around an assistant turn is learned **once per template**, at load, from probe
+conversations: the assistant header as it appears in rendered history (the common start of the generation
+prompt and of the text between a user turn and a reply: ``<|im_start|>assistant\\n``, or ``<｜Assistant｜>`` for
+DeepSeek-R1, whose generation prompt ``<｜Assistant｜><think>\\n`` never appears in history), the end-of-turn
+text after a reply (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ``<end_of_turn>``; none for GLM-4, whose turns
+end where the next role tag starts), and the block a template writes on its own for a final turn that has no
+reasoning (Qwen3's ``<think>\\n\\n</think>\\n\\n``).
 
-Both must be prefixes of the full text, else the template rewrites earlier turns as the conversation grows
-(Qwen3 drops old reasoning, Mistral v0.3 moves the system prompt): spans from prefix renders would be guesses, so
-the record is rejected as ``template_not_incremental``. So the span of turn k is exactly what the template adds
-for that turn after its generation prompt: the content as rendered (trimmed by templates that trim, with the
-tool-call markup of templates that generate it) and the end-of-turn marker (``<|im_end|>``, ``<|eot_id|>``,
-``</s>``). Spans must be non-empty and in order, else the record is rejected too.
+A turn's span is ``[end of its assistant header, end of its end-of-turn text)``: its content and reasoning as
+rendered, tool-call markup, and the end-of-turn marker, never the header or the newline after the marker. The
+header is the last one before the turn's first data character (after the data of the message before), the
+end-of-turn the first one after its last data character (before the data of the message after). A turn with
+no located data (an empty reply) is placed by the single header between its neighbours' data. Anything that
+cannot be placed without ambiguity is a reject with one of these reasons (stable, documented):
 
-Cost: the last turn's ``upto`` is the full text itself, so a single-turn record needs two renders; a record
-with n assistant turns needs 2n.
+* ``template_error`` the template raised; ``template_budget`` it ran out of its work or size budget;
+* ``template_inspects_data`` the tagged render differs from the real one at every tagging level;
+* ``template_shape_unknown`` the probes at load could not show where assistant turns start;
+* ``header_not_found`` / ``end_of_turn_not_found`` a supervised turn's header or end-of-turn text is missing;
+* ``turn_ambiguous`` a supervised turn's data is rendered twice, mixed with another message's data, or several
+  headers could be its own; ``turn_not_rendered`` the template does not write the turn at all;
+* ``no_assistant_turn`` the record has no assistant-side turn.
+
+With ``turns="last"`` (``--mask-history``, and the ``expand`` policy) only the final turn is located, so an
+earlier turn never causes a reject. Cost: **two renders per row** whatever the number of turns (the earlier
+prefix method needed 2n for n assistant turns), plus one more per fallback tagging level, which ordinary rows
+never need.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import bisect
 import re
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
-import jinja2.ext
 import jinja2.meta
 import jinja2.nodes
-import jinja2.sandbox
-import jinja2.utils
 
 from dataprep import records
 from dataprep.errors import UsageProblem
 from dataprep.records import Message, Record, RecordError
+from dataprep.sandbox import DEFAULT_CHARS, DEFAULT_STEPS, BoundedEnvironment, Budget, BudgetExceeded, bounded
 
-BUILTIN_TEMPLATES = ("alpaca", "default", "chatml", "llama3", "mistral", "plain")
+BUILTIN_TEMPLATES = ("alpaca", "default", "chatml", "llama3", "mistral-v0.1", "plain")
 SPECIAL_TOKEN_VARIABLES = (
     "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
 )
+REJECT_REASONS = (
+    "template_error", "template_budget", "template_inspects_data", "template_shape_unknown",
+    "header_not_found", "end_of_turn_not_found", "turn_ambiguous", "turn_not_rendered", "no_assistant_turn",
+)
+Turns = Literal["all", "last"]
+
 _PROBE_SYSTEM = "\ue000system-probe\ue001"
 _PROBE_USER = "\ue002user-probe\ue003"
 _PROBE_ASSISTANT = "\ue004assistant-probe\ue005"
@@ -66,97 +87,223 @@ _PROBE_ASSISTANT = "\ue004assistant-probe\ue005"
 
 @dataclass(frozen=True)
 class Rendered:
-    """A conversation rendered once, and the [start, end) character span of each assistant-side turn."""
+    """One record rendered once, and where its parts lie in the text; all ranges are ``[start, end)`` chars.
+
+    ``spans``: one per located assistant-side turn, sorted and disjoint; ``turn_of_span[i]`` is the index of
+    the assistant turn (0 = first) that ``spans[i]`` holds. ``inserted``: ranges inside spans that the template
+    wrote on its own, from no data (Qwen3's empty think block on a final turn without reasoning). ``data``:
+    ranges of the text that came from the record's strings, sorted. ``unlocated``: data strings the template
+    may have written but whose place is unknown (whitespace-only strings, ``tools`` keys, strings it cut
+    apart); :func:`special_tokens_in_data` refuses a row when one of them holds a special token.
+    """
 
     text: str
-    turns: tuple[tuple[int, int], ...]
+    spans: tuple[tuple[int, int], ...]
+    turn_of_span: tuple[int, ...]
+    inserted: tuple[tuple[int, int], ...]
+    data: tuple[tuple[int, int], ...]
+    unlocated: tuple[str, ...] = ()
+
+    @property
+    def turns(self) -> tuple[tuple[int, int], ...]:
+        """The spans, under their old name (``tokenize`` reads it until it moves to ``spans``)."""
+        return self.spans
 
 
-class _GenerationTag(jinja2.ext.Extension):
-    """``{% generation %}...{% endgeneration %}`` (TRL-style assistant markers): rendered as its body."""
+# --- markers ---------------------------------------------------------------------------------------------------
 
-    tags = {"generation"}
+class _Alphabet:
+    """Private-use code points used as markers, two per data string: the supplementary planes 15 and 16 (the
+    last two code points of each plane are noncharacters and are left out), minus any a record's text already
+    holds (see :func:`_alphabet_for`)."""
 
-    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.Node:
-        lineno = next(parser.stream).lineno
-        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
-        return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+    def __init__(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        self.blocks = blocks
+        self.capacity = sum(end - start for start, end in blocks) // 2
+        self.regex = re.compile("[" + "".join(f"{chr(s)}-{chr(e - 1)}" for s, e in blocks) + "]")
 
-    def _body(self, caller: Any) -> str:
-        return caller()
+    def char(self, k: int) -> str:
+        for start, end in self.blocks:
+            if k < end - start:
+                return chr(start + k)
+            k -= end - start
+        raise IndexError(k)
 
-
-class _Namespace(jinja2.utils.Namespace):
-    """``namespace()`` that refuses underscore names, so a template cannot reach Python internals through it."""
-
-    def __init__(*args: Any, **kwargs: Any) -> None:
-        self, rest = args[0], args[1:]
-        for name in dict(*rest, **kwargs):
-            _Namespace._check(name)
-        jinja2.utils.Namespace.__init__(self, *rest, **kwargs)
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        _Namespace._check(name)
-        jinja2.utils.Namespace.__setitem__(self, name, value)
-
-    @staticmethod
-    def _check(name: object) -> None:
-        if isinstance(name, str) and name.startswith("_"):
-            raise jinja2.exceptions.SecurityError(f"a template may not set {name!r} on a namespace")
+    def index(self, char: str) -> int:
+        code, base = ord(char), 0
+        for start, end in self.blocks:
+            if start <= code < end:
+                return base + code - start
+            base += end - start
+        raise ValueError(char)
 
 
-class _DictFactory:
-    """``dict(...)`` and ``dict.fromkeys(...)`` for templates, without handing them the ``dict`` type itself."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
-        return dict(*args, **kwargs)
-
-    def fromkeys(self, *args: Any) -> dict[Any, Any]:
-        return dict.fromkeys(*args)
+_PLANES = ((0xF0000, 0xFFFFE), (0x100000, 0x10FFFE))
+_DEFAULT_ALPHABET = _Alphabet(_PLANES)
 
 
-def _raise_exception(message: str) -> None:
-    raise jinja2.exceptions.TemplateError(message)
+def _alphabet_for(text: str) -> _Alphabet:
+    """The default markers, or (rarely) the same planes with the code points ``text`` already uses cut out."""
+    if text.isascii() or not _DEFAULT_ALPHABET.regex.search(text):
+        return _DEFAULT_ALPHABET
+    used = sorted({ord(c) for c in _DEFAULT_ALPHABET.regex.findall(text)})
+    blocks = []
+    for start, end in _PLANES:
+        for code in (c for c in used if start <= c < end):
+            if code > start:
+                blocks.append((start, code))
+            start = code + 1
+        if start < end:
+            blocks.append((start, end))
+    return _Alphabet(tuple(blocks))
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
-            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
-    # Jinja's own tojson escapes <, >, & and ' for HTML; chat templates need the JSON text as json.dumps writes it.
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+class _Marks:
+    """Wraps data strings in marker pairs and remembers whose each one is (message index, kind)."""
+
+    __slots__ = ("alphabet", "kinds", "owners", "unmarked")
+
+    def __init__(self, alphabet: _Alphabet = _DEFAULT_ALPHABET) -> None:
+        self.alphabet = alphabet
+        self.owners: list[int] = []
+        self.kinds: list[str] = []
+        self.unmarked: list[str] = []
+
+    def wrap(self, text: str, owner: int, kind: str) -> str:
+        lead = len(text) - len(text.lstrip())
+        end = len(text.rstrip())
+        if end <= lead:  # empty or whitespace only: a marker would change its truth value under strip()
+            if text:
+                self.unmarked.append(text)
+            return text
+        k = len(self.owners)
+        if k >= self.alphabet.capacity:
+            raise RecordError("turn_ambiguous", f"more than {self.alphabet.capacity} strings to locate in one record")
+        self.owners.append(owner)
+        self.kinds.append(kind)
+        char = self.alphabet.char
+        return text[:lead] + char(2 * k) + text[lead:end] + char(2 * k + 1) + text[end:]
+
+    def value(self, value: Any, owner: int, kind: str, *, keys: bool) -> Any:
+        """A JSON-like value with its strings wrapped (dict keys too when ``keys``, else they stay unmarked)."""
+        if isinstance(value, str):
+            return self.wrap(value, owner, kind)
+        if isinstance(value, dict):
+            if not keys:
+                self.unmarked.extend(k for k in value if isinstance(k, str))
+            return {(self.wrap(k, owner, kind) if keys and isinstance(k, str) else k):
+                    self.value(v, owner, kind, keys=keys) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.value(v, owner, kind, keys=keys) for v in value]
+        return value
+
+    def skip(self, value: Any) -> Any:
+        """Leave a value untagged, remembering its strings as unlocated data."""
+        self.unmarked.extend(_strings(value))
+        return value
 
 
-def _strftime_now(fmt: str) -> str:
-    """The clock, as transformers gives it; SOURCE_DATE_EPOCH pins it so such templates render reproducibly."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch:
-        return datetime.fromtimestamp(int(epoch), tz=timezone.utc).strftime(fmt)
-    return datetime.now().strftime(fmt)
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
 
 
-def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
-    )
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    env.globals["dict"] = _DictFactory()
-    env.globals["namespace"] = _Namespace
-    return env
+# A located string: (start, end, owner message index or -1 for tools, kind, marker field number)
+_Range = tuple[int, int, int, str, int]
 
 
-_ENV = _environment()
+def _read_marks(marked: str, marks: _Marks, text: str | None) -> tuple[str, list[_Range], set[int]] | None:
+    """Remove the markers; give the plain text, the located ranges and the strings whose markers were cut.
+
+    None when ``text`` is given and the plain text differs from it (the tagging changed what was rendered).
+    """
+    n = len(marks.owners)
+    found = _marker_positions(marked, marks.alphabet, n)
+    if found is None:
+        return None
+    cuts = [at for at, _ in found]
+    plain = "".join(marked[a + 1:b] for a, b in zip([-1, *cuts], [*cuts, len(marked)], strict=True))
+    if text is not None and plain != text:
+        return None
+    ranges: list[_Range] = []
+    broken: set[int] = set()
+    open_field, open_at = -1, 0
+    for removed, (position, k) in enumerate(found):
+        field, closing = divmod(k, 2)
+        at = position - removed
+        if not closing:
+            if open_field >= 0:
+                broken.update((open_field, field))
+            open_field, open_at = field, at
+        elif open_field == field:
+            ranges.append((open_at, at, marks.owners[field], marks.kinds[field], field))
+            open_field = -1
+        else:
+            broken.add(field)
+            if open_field >= 0:
+                broken.add(open_field)
+            open_field = -1
+    if open_field >= 0:
+        broken.add(open_field)
+    if broken:
+        ranges = [r for r in ranges if r[4] not in broken]
+    return plain, ranges, broken
+
+
+def _marker_positions(marked: str, alphabet: _Alphabet, n: int) -> list[tuple[int, int]] | None:
+    """``(position, marker number)`` of every marker in ``marked``, in order; None if one is not ours.
+
+    A few markers are found with ``str.find`` (a C scan per marker, much faster than a regex over astral
+    character classes); many with one regex pass, so long conversations stay linear.
+    """
+    if n <= 16:
+        found = []
+        for k in range(2 * n):
+            char = alphabet.char(k)
+            at = marked.find(char)
+            while at >= 0:
+                found.append((at, k))
+                at = marked.find(char, at + 1)
+        found.sort()  # a marker char of the alphabet that is not ours stays in the plain text, which then differs
+        return found
+    found = [(m.start(), alphabet.index(m.group())) for m in alphabet.regex.finditer(marked)]
+    return None if any(k >= 2 * n for _, k in found) else found
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    limit = min(len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a template writes around assistant turns, learned from probe renders (see the module docstring)."""
+
+    headers: tuple[str, ...]
+    end_of_turn: str | None
+    openers: tuple[str, ...]
+    empty_reasoning: str | None
 
 
 @lru_cache(maxsize=64)
 def _compile(source: str) -> tuple[jinja2.Template, frozenset[str], frozenset[str]]:
     """Compile once per template text; also return the variables it reads from outside, and every name used."""
-    ast = _ENV.parse(source)
-    template = _ENV.from_string(ast)
-    # Jinja flattens a ChainMap of globals into every render's context; a plain dict makes that a quick copy.
-    template.globals = dict(template.globals)
+    template, ast = _ENV.compile_bounded(source)
     names = frozenset(node.name for node in ast.find_all(jinja2.nodes.Name))
     return template, frozenset(jinja2.meta.find_undeclared_variables(ast)), names
+
+
+_ENV = BoundedEnvironment()
 
 
 def _error_detail(exc: Exception) -> str:
@@ -169,17 +316,31 @@ class ChatTemplate:
 
     ``name`` is ``tokenizer``, a built-in name, or the path it was read from; ``source`` is the exact template
     text (hash it to fingerprint a run); ``default_system`` is the system prompt the template writes by itself
-    when a record has no ``prefix`` (found by rendering probe conversations), or None.
+    when a record has no ``prefix`` (found by rendering probe conversations), or None. ``max_steps`` and
+    ``max_chars`` bound each render (:mod:`dataprep.sandbox`); a template that exceeds them on the probe
+    conversations at load is refused with a UsageProblem.
     """
 
     def __init__(self, name: str, source: str, variables: Mapping[str, Any] | None = None,
-                 *, split_input: bool = False) -> None:
+                 *, split_input: bool = False, max_steps: int = DEFAULT_STEPS, max_chars: int = DEFAULT_CHARS) -> None:
         self.name = name
         self.source = source
         self._template, self.reads, self._names = _compile(source)
         self._variables = dict(variables or {})
         self._split_input = split_input
-        self.default_system = self._probe_default_system()
+        self.max_steps, self.max_chars = max_steps, max_chars
+        # A template that knows reasoning_content gets it as a field; any other sees reasoning as a <think> block
+        # at the start of the reply, which is how such templates (QwQ, DeepSeek-R1) read and strip it.
+        self.reads_reasoning = "reasoning_content" in source
+        try:
+            self.default_system = self._probe_default_system()
+            self._shape, self._shape_problem = self._learn_shape()
+        except RecordError as exc:
+            if exc.reason == "template_budget":
+                raise UsageProblem(f"template {name!r} exceeds its render budget on a two-turn probe "
+                                   f"conversation: {exc.detail}",
+                                   hint="templates are user code; this one loops or allocates without bound") from None
+            raise
 
     @property
     def uses_clock(self) -> bool:
@@ -192,20 +353,35 @@ class ChatTemplate:
         chat = [{k: v for k, v in m.items() if v is not None} for m in messages]
         return self._render(chat, tools, add_generation_prompt)
 
-    def _render(self, chat: list[Message], tools: list[dict[str, Any]] | None, add_generation_prompt: bool) -> str:
+    def _render(self, chat: list[Message], tools: Any, add_generation_prompt: bool) -> str:
         context = self._template.new_context(
             {**self._variables, "messages": chat, "tools": tools, "documents": None,
              "add_generation_prompt": add_generation_prompt}
         )
+        budget = Budget(self.max_steps, self.max_chars)
         try:
-            return "".join(self._template.root_render_func(context))
+            with bounded(budget):
+                parts, size = [], 0
+                for part in self._template.root_render_func(context):
+                    size += len(part)
+                    if size > budget.chars:
+                        raise BudgetExceeded(f"more than {budget.chars:,} characters of output")
+                    parts.append(part)
+                return "".join(parts)
+        except BudgetExceeded as exc:
+            raise RecordError("template_budget", f"the template exceeded its render budget: {exc}") from None
         except RecursionError:
             raise RecordError("template_error", "template recursed too deeply") from None
         except Exception as exc:  # a template is user code: any failure is this record's reject reason
             raise RecordError("template_error", _error_detail(exc)) from None
 
     def messages_of(self, record: Record) -> tuple[list[Message], list[dict[str, Any]] | None]:
-        """The messages and tools this template renders for a record (``alpaca`` also sees prompt/query apart)."""
+        """The messages and tools this template renders for a record: pass exactly these to
+        ``apply_chat_template`` to check a row (``alpaca`` also sees prompt/query apart)."""
+        messages, tools = self._logical_messages(record)
+        return self._as_seen(messages), tools
+
+    def _logical_messages(self, record: Record) -> tuple[list[Message], list[dict[str, Any]] | None]:
         messages = records.to_messages(record)
         tools = records.parse_tools(record.get("tools"))
         if self._split_input and record.get("prompt") and record.get("query"):
@@ -213,35 +389,194 @@ class ChatTemplate:
             messages[last_user] = {**messages[last_user], "instruction": record["prompt"], "input": record["query"]}
         return messages, tools
 
-    def render(self, record: Record) -> Rendered:
-        """Render a canonical record once and locate its supervised turns (see the module docstring)."""
-        messages, tools = self.messages_of(record)
-        messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
-        text = self._render(messages, tools, False)
-        spans: list[tuple[int, int]] = []
-        last = len(messages) - 1
-        for k, message in enumerate(messages):
-            if message["role"] != "assistant":
-                continue
-            head = self._render(messages[:k], tools, True)
-            upto = text if k == last else self._render(messages[: k + 1], tools, False)
-            if not (text.startswith(head) and text.startswith(upto)):
-                which = "generation prompt" if not text.startswith(head) else "turn"
-                raise RecordError(
-                    "template_not_incremental",
-                    f"assistant turn {len(spans)}: the {which} rendered alone is not a prefix of the whole "
-                    f"conversation (the template rewrites earlier turns, or opens a turn unlike its generation "
-                    f"prompt), so its span cannot be located exactly",
-                )
-            start, end = len(head), len(upto.rstrip())
-            if end <= start:
-                raise RecordError("empty_turn", f"assistant turn {len(spans)} renders no text after its prompt")
-            if spans and start < spans[-1][1]:
-                raise RecordError("template_not_incremental", f"assistant turn {len(spans)} overlaps the one before")
-            spans.append((start, end))
-        if not spans:
+    def _as_seen(self, messages: list[Message]) -> list[Message]:
+        """Reasoning as this template reads it: a field, or a <think> block in front of the reply."""
+        if self.reads_reasoning:
+            return messages
+        out = []
+        for message in messages:
+            if "reasoning_content" in message:
+                message = dict(message)
+                thought = message.pop("reasoning_content")
+                message["content"] = records.think_text(thought, message.get("content") or "")
+            out.append(message)
+        return out
+
+    def _tagged(self, messages: list[Message], tools: list[dict[str, Any]] | None, level: int,
+                marks: _Marks) -> tuple[list[Message], Any]:
+        """Messages and tools with data strings wrapped in markers. Level 0 tags everything; level 1 leaves
+        ``tools`` untagged; level 2 also every user-side and system string; level 3 tags the final assistant
+        message only (for ``turns="last"``)."""
+        out: list[Message] = []
+        final = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+        for i, message in enumerate(messages):
+            tag = level < 2 or (message["role"] == "assistant" and (level == 2 or i == final))
+            new: Message = {}
+            for key, value in message.items():
+                if key == "role":
+                    new[key] = value
+                elif key == "tool_calls":
+                    new[key] = [self._tagged_call(call, i, marks) for call in value]
+                elif isinstance(value, str):
+                    new[key] = marks.wrap(value, i, key) if tag else marks.skip(value)
+                else:
+                    new[key] = value
+            if not self.reads_reasoning and "reasoning_content" in new:
+                thought = new.pop("reasoning_content")
+                new["content"] = records.think_text(thought, new.get("content") or "")
+            out.append(new)
+        if tools is None:
+            return out, None
+        return out, (marks.value(tools, -1, "tools", keys=False) if level == 0 else marks.skip(tools))
+
+    @staticmethod
+    def _tagged_call(call: dict[str, Any], owner: int, marks: _Marks) -> dict[str, Any]:
+        fn = call["function"]
+        return {**call, "function": {"name": marks.wrap(fn["name"], owner, "tool_name"),
+                                     "arguments": marks.value(fn["arguments"], owner, "tool_args", keys=True)}}
+
+    def render(self, record: Record, turns: Turns = "all") -> Rendered:
+        """Render a canonical record once and locate its parts (see the module docstring).
+
+        ``turns="all"`` locates every assistant-side turn; ``"last"`` only the final one, so that a turn that
+        will not be supervised can never cause a reject.
+        """
+        messages, tools = self._logical_messages(record)
+        assistant_at = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        if not assistant_at:
             raise RecordError("no_assistant_turn", "the record has no assistant turn to supervise")
-        return Rendered(text, tuple(spans))
+        text = self._render(self._as_seen(messages), tools, False)
+        alphabet = _alphabet_for(text)
+        if self._shape is None:
+            raise RecordError("template_shape_unknown", self._shape_problem)
+        has_user_data = any(m["role"] != "assistant" and m.get("content") for m in messages)
+        levels = [0] + ([1] if tools else []) + ([2] if has_user_data else []) + ([3] if turns == "last" else [])
+        for level in levels:
+            marks = _Marks(alphabet)
+            tagged, tagged_tools = self._tagged(messages, tools, level, marks)
+            located = _read_marks(self._render(tagged, tagged_tools, False), marks, text)
+            if located is not None:
+                break
+        else:
+            raise RecordError("template_inspects_data", "the template renders this record differently when its "
+                                                        "strings are tagged (it branches on what they hold), so "
+                                                        "their places cannot be located exactly")
+        _, ranges, broken = located
+        unlocated = list(marks.unmarked)
+        if broken:
+            unlocated.extend(_field_texts(tagged, tagged_tools, broken, alphabet))
+        ranges.sort()
+        wanted = range(len(assistant_at)) if turns == "all" else [len(assistant_at) - 1]
+        spans, which, inserted = [], [], []
+        locator = _Locator(text, ranges, self._shape, assistant_at)
+        for t in wanted:
+            span, extra = locator.turn(assistant_at[t], t)
+            spans.append(span)
+            which.append(t)
+            if extra:
+                inserted.append(extra)
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            if start < end:
+                raise RecordError("turn_ambiguous", "two assistant turns' spans overlap")
+        return Rendered(text, tuple(spans), tuple(which), tuple(inserted),
+                        tuple((r[0], r[1]) for r in ranges), tuple(dict.fromkeys(unlocated)))
+
+    # --- learning the shape at load -----------------------------------------------------------------------------
+
+    def _probe(self, messages: list[Message], add_generation_prompt: bool,
+               tools: list[dict[str, Any]] | None = None) -> tuple[str, dict[tuple[int, str], tuple[int, int]]]:
+        marks = _Marks()
+        tagged, tagged_tools = self._tagged(messages, tools, 0, marks)
+        located = _read_marks(self._render(tagged, tagged_tools, add_generation_prompt), marks, None)
+        if located is None:
+            raise RecordError("template_shape_unknown", "probe markers are not readable")
+        text, ranges, _ = located
+        found: dict[tuple[int, str], tuple[int, int]] = {}
+        for start, end, owner, kind, _field in ranges:
+            lo, hi = found.get((owner, kind), (start, end))
+            found[(owner, kind)] = (min(lo, start), max(hi, end))
+        return text, found
+
+    def _learn_shape(self) -> tuple[_Shape | None, str]:
+        """Probe conversations: where the header ends, what ends a turn, what a turn without reasoning gets."""
+        user, reply = {"role": "user", "content": "probe question one"}, {"role": "assistant", "content": "probe answer one"}
+        user2, reply2 = {"role": "user", "content": "probe question two"}, {"role": "assistant", "content": "probe answer two"}
+        for lead in ([], [{"role": "system", "content": "probe system"}]):
+            s = len(lead)
+            try:
+                one, at1 = self._probe([*lead, user, reply], False)
+                gen1, gat1 = self._probe([*lead, user], True)
+            except RecordError as exc:
+                if exc.reason == "template_budget":
+                    raise
+                problem = f"the template cannot render a one-turn probe conversation ({exc.detail})"
+                continue
+            u1, a1 = at1.get((s, "content")), at1.get((s + 1, "content"))
+            if u1 is None or a1 is None or gat1.get((s, "content")) is None:
+                problem = "the template does not write a probe conversation's user or assistant text"
+                continue
+            between = one[u1[1]:a1[0]]
+            headers = [_common_prefix(gen1[gat1[(s, 'content')][1]:], between) or between]
+            tails = [one[a1[1]:]]
+            with_reasoning: tuple[str, dict[tuple[int, str], tuple[int, int]]] | None = None
+            try:
+                two, at2 = self._probe([*lead, user, reply, user2, reply2], False)
+                gen2, gat2 = self._probe([*lead, user, reply, user2], True)
+                b1, u2, b2 = at2[(s + 1, "content")], at2[(s + 2, "content")], at2[(s + 3, "content")]
+                headers.append(_common_prefix(gen2[gat2[(s + 2, 'content')][1]:], two[u2[1]:b2[0]])
+                               or two[u2[1]:b2[0]])
+                tails += [two[b1[1]:u2[0]], two[b2[1]:]]
+                openers = [two[b1[1]:u2[0]]]
+            except (RecordError, KeyError):
+                openers = []
+            call = {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "probe_function", "arguments": {"probe_key": "probe value"}}}]}
+            result = {"role": "tool", "content": "probe tool result"}
+            try:
+                tool_text, att = self._probe([*lead, user, call, result, reply2], False)
+                gen_t, gatt = self._probe([*lead, user, call, result], True)
+                r, b = att[(s + 2, "content")], att[(s + 3, "content")]
+                headers.append(_common_prefix(gen_t[gatt[(s + 2, 'content')][1]:], tool_text[r[1]:b[0]])
+                               or tool_text[r[1]:b[0]])
+                openers.append(tool_text[att[(s + 1, "tool_args")][1]:r[0]])
+            except (RecordError, KeyError):
+                pass
+            try:
+                with_reasoning = self._probe([*lead, user, {**reply, "reasoning_content": "probe reasoning"}], False)
+            except RecordError:
+                with_reasoning = None
+            end_of_turn = tails[0]
+            for tail in tails[1:]:
+                end_of_turn = _common_prefix(end_of_turn, tail)
+            end_of_turn = end_of_turn.rstrip()
+            headers = [h for h in dict.fromkeys(headers) if h]
+            if not headers:
+                problem = "nothing separates a user turn from the reply in a probe conversation"
+                continue
+            empty = self._empty_reasoning(one, between, headers[0], a1, with_reasoning, s + 1)
+            shape = _Shape(tuple(headers), end_of_turn or None,
+                           tuple(o for o in dict.fromkeys(openers) if o.strip()) if not end_of_turn else (), empty)
+            return shape, ""
+        return None, problem
+
+    @staticmethod
+    def _empty_reasoning(one: str, between: str, header: str, reply_at: tuple[int, int],
+                         with_reasoning: tuple[str, dict[tuple[int, str], tuple[int, int]]] | None,
+                         owner: int) -> str | None:
+        """Text between the header and a final reply that has no reasoning, when it is the reasoning slot left
+        empty (the probe with reasoning writes the same text around it)."""
+        if not between.startswith(header) or with_reasoning is None:
+            return None
+        filler = between[len(header):]
+        text, at = with_reasoning
+        r, c = at.get((owner, "reasoning_content")), at.get((owner, "content"))
+        if not filler or r is None or c is None:
+            return None
+        head_end = text.rfind(header, 0, r[0])
+        if head_end < 0:
+            return None
+        around = text[head_end + len(header):r[0]] + text[r[1]:c[0]]
+        return filler if around == filler else None
 
     def _probe_default_system(self) -> str | None:
         """Render one exchange without and with a system prompt: what the first has in its place is the default."""
@@ -249,17 +584,191 @@ class ChatTemplate:
         try:
             bare = self.render_messages(turn)
             with_system = self.render_messages([{"role": "system", "content": _PROBE_SYSTEM}, *turn])
-        except RecordError:
+        except RecordError as exc:
+            if exc.reason == "template_budget":
+                raise
             return None
-        lead = 0
-        while lead < min(len(bare), len(with_system)) and bare[lead] == with_system[lead]:
-            lead += 1
+        lead = len(_common_prefix(bare, with_system))
         tail = 0
         while (tail < min(len(bare), len(with_system)) - lead
                and bare[-1 - tail] == with_system[-1 - tail]):
             tail += 1
         inserted = bare[lead: len(bare) - tail]
         return inserted or None
+
+
+def _field_texts(messages: list[Message], tools: Any, fields: set[int], alphabet: _Alphabet) -> list[str]:
+    """The original strings of the given marker fields, read back from the tagged values."""
+    out = []
+    for value in _strings([messages, tools]):
+        for m in alphabet.regex.finditer(value):
+            field, closing = divmod(alphabet.index(m.group()), 2)
+            if not closing and field in fields:
+                out.append(alphabet.regex.sub("", value))
+                break
+    return out
+
+
+class _Locator:
+    """Places assistant turns in one rendered text, given the located data ranges and the template's shape."""
+
+    def __init__(self, text: str, ranges: list[_Range], shape: _Shape, assistant_at: list[int]) -> None:
+        self.text, self.ranges, self.shape, self.assistant_at = text, ranges, shape, assistant_at
+        self.starts = [r[0] for r in ranges]
+        self.by_owner: dict[int, list[int]] = {}
+        for i, r in enumerate(ranges):
+            self.by_owner.setdefault(r[2], []).append(i)
+
+    def turn(self, owner: int, t: int) -> tuple[tuple[int, int], tuple[int, int] | None]:
+        """The span of assistant turn ``t`` (message ``owner``), and the inserted range at its start if any."""
+        text, ranges, shape = self.text, self.ranges, self.shape
+        own = self.by_owner.get(owner, [])
+        first_data = None
+        if own:
+            lo, hi = own[0], own[-1]
+            if any(ranges[i][2] != owner for i in range(lo, hi + 1)):
+                raise RecordError("turn_ambiguous", f"assistant turn {t}: another message's text is inside it")
+            if len({ranges[i][4] for i in own}) != len(own):
+                raise RecordError("turn_ambiguous", f"assistant turn {t}: the template writes its text twice")
+            a, b = ranges[lo][0], ranges[hi][1]
+            first_data = a
+            window_start = ranges[lo - 1][1] if lo > 0 else 0
+            window_end = ranges[hi + 1][0] if hi + 1 < len(ranges) else len(text)
+            start = self._last_header_end(window_start, a)
+            if start is None or (shape.end_of_turn and text.find(shape.end_of_turn, start, a) >= 0):
+                raise RecordError("header_not_found", f"assistant turn {t}: no assistant header before its text")
+        else:
+            start = b = self._unanchored_header(owner, t)
+            window_end = min((ranges[i][0] for o, idx in self.by_owner.items() if o > owner for i in idx),
+                             default=len(text))
+        end = self._turn_end(b, window_end, t)
+        inserted = None
+        empty = shape.empty_reasoning
+        if empty and text.startswith(empty, start) and (first_data is None or first_data >= start + len(empty)) \
+                and not any(ranges[i][3] == "reasoning_content" for i in own):
+            inserted = (start, start + len(empty))
+        return (start, end), inserted
+
+    def _unanchored_header(self, owner: int, t: int) -> int:
+        """The header of a turn with no located text: headers are counted, not guessed. Between the data of the
+        nearest assistant turns that have data, the headers outside data must be exactly one per turn without
+        data, plus the next such turn's own; they are then taken in order."""
+        ranges, order = self.ranges, self.assistant_at
+        anchored = [o for o in order if o in self.by_owner]
+        before = [o for o in anchored if o < owner]
+        after = [o for o in anchored if o > owner]
+        lo = ranges[self.by_owner[before[-1]][-1]][1] if before else 0
+        hi = ranges[self.by_owner[after[0]][0]][0] if after else len(self.text)
+        gap = [o for o in order if (before[-1] if before else -1) < o < (after[0] if after else len(self.text) + 1)
+               and o not in self.by_owner]
+        ends = self._header_ends(lo, hi)
+        if len(ends) != len(gap) + (1 if after else 0):
+            reason = "turn_not_rendered" if len(ends) < len(gap) + (1 if after else 0) else "turn_ambiguous"
+            raise RecordError(reason, f"assistant turn {t} has no text, and the {len(ends)} assistant headers "
+                                      f"around it do not match the {len(gap)} turns without text there")
+        end = ends[gap.index(owner)]
+        others_before = [ranges[i][1] for o, idx in self.by_owner.items() if 0 <= o < owner for i in idx]
+        others_after = [ranges[i][0] for o, idx in self.by_owner.items() if o > owner for i in idx]
+        if end < max(others_before, default=0) or end > min(others_after, default=len(self.text)):
+            raise RecordError("turn_ambiguous", f"assistant turn {t}: its header is out of message order")
+        return end
+
+    def _last_header_end(self, lo: int, hi: int) -> int | None:
+        best = None
+        for header in self.shape.headers:
+            at = self.text.rfind(header, lo, hi)
+            if at >= 0 and (best is None or at + len(header) > best):
+                best = at + len(header)
+        return best
+
+    def _header_ends(self, lo: int, hi: int) -> list[int]:
+        ends = set()
+        for header in self.shape.headers:
+            at = self.text.find(header, lo, hi)
+            while at >= 0:
+                if not self._in_data(at, at + len(header)):
+                    ends.add(at + len(header))
+                at = self.text.find(header, at + 1, hi)
+        return sorted(ends)
+
+    def _in_data(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self.starts, start) - 1
+        for j in (i, i + 1):
+            if 0 <= j < len(self.ranges) and self.ranges[j][0] < end and start < self.ranges[j][1]:
+                return True
+        return False
+
+    def _turn_end(self, after: int, limit: int, t: int) -> int:
+        text, shape = self.text, self.shape
+        if shape.end_of_turn:
+            at = text.find(shape.end_of_turn, after, limit)
+            if at < 0:
+                raise RecordError("end_of_turn_not_found", f"assistant turn {t}: no {shape.end_of_turn!r} after it")
+            return at + len(shape.end_of_turn)
+        hits = [at for at in (text.find(o, after, limit) for o in shape.openers) if at >= 0]
+        if hits:
+            return min(hits)
+        if limit == len(text):
+            return max(after, len(text.rstrip()))
+        raise RecordError("end_of_turn_not_found", f"assistant turn {t}: cannot tell where it ends")
+
+
+# --- special tokens in data ------------------------------------------------------------------------------------
+
+_ADDED_TOKEN_PATTERNS: weakref.WeakKeyDictionary[Any, tuple[int, re.Pattern[str] | None]] = weakref.WeakKeyDictionary()
+_PATTERN_LOCK = threading.Lock()
+
+
+def _added_token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    size = len(tokenizer)
+    cached = _ADDED_TOKEN_PATTERNS.get(tokenizer)
+    if cached is not None and cached[0] == size:
+        return cached[1]
+    tokens = sorted(tokenizer.added_tokens_encoder, key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(t) for t in tokens if t)) if tokens else None
+    with _PATTERN_LOCK:
+        _ADDED_TOKEN_PATTERNS[tokenizer] = (size, pattern)
+    return pattern
+
+
+def special_tokens_in(text: str, tokenizer: Any) -> list[str]:
+    """The tokenizer's special/added tokens that occur in ``text``, each once, in order of first occurrence."""
+    pattern = _added_token_pattern(tokenizer)
+    if pattern is None:
+        return []
+    return list(dict.fromkeys(m.group(0) for m in pattern.finditer(text)))
+
+
+def special_tokens_in_data(rendered: Rendered, tokenizer: Any) -> list[tuple[int, int, str]]:
+    """Every special/added-token occurrence in ``rendered.text`` that overlaps a data range: ``(start, end, token)``.
+
+    This is the forged-turn check: a control token that comes from a record's strings (content, reasoning, a
+    function name, a JSON-decoded argument such as ``\\u003c|im_end|\\u003e``, a ``tools`` description) rather
+    than from the template. Occurrences are found on the whole text, left to right and longest first as the
+    tokenizer matches them, so a token straddling data and template text counts too. Raises
+    RecordError(``special_token_unlocated``) when a data string whose place is unknown holds one: such a row
+    can neither be rejected precisely nor encoded as text exactly.
+    """
+    pattern = _added_token_pattern(tokenizer)
+    if pattern is None:
+        return []
+    for value in rendered.unlocated:
+        found = pattern.search(value)
+        if found:
+            raise RecordError("special_token_unlocated",
+                              f"{found.group(0)!r} is in a string whose place in the text cannot be located")
+    data, hits, j = rendered.data, [], 0
+    if not data:
+        return []
+    for m in pattern.finditer(rendered.text):
+        start, end = m.span()
+        while j < len(data) and data[j][1] <= start:
+            j += 1
+        if j == len(data):
+            break
+        if data[j][0] < end:
+            hits.append((start, end, m.group(0)))
+    return hits
 
 
 def _builtin_source(name: str) -> str:
@@ -334,31 +843,3 @@ def _compiled_source(source: str, name: str) -> str:
     except jinja2.exceptions.TemplateSyntaxError as exc:
         raise UsageProblem(f"{name}:{exc.lineno}: template syntax error: {exc.message}") from None
     return source
-
-
-_ADDED_TOKEN_PATTERNS: weakref.WeakKeyDictionary[Any, tuple[int, re.Pattern[str] | None]] = weakref.WeakKeyDictionary()
-_PATTERN_LOCK = threading.Lock()
-
-
-def _added_token_pattern(tokenizer: Any) -> re.Pattern[str] | None:
-    size = len(tokenizer)
-    cached = _ADDED_TOKEN_PATTERNS.get(tokenizer)
-    if cached is not None and cached[0] == size:
-        return cached[1]
-    tokens = sorted(tokenizer.added_tokens_encoder, key=len, reverse=True)
-    pattern = re.compile("|".join(re.escape(t) for t in tokens if t)) if tokens else None
-    with _PATTERN_LOCK:
-        _ADDED_TOKEN_PATTERNS[tokenizer] = (size, pattern)
-    return pattern
-
-
-def special_tokens_in(text: str, tokenizer: Any) -> list[str]:
-    """The tokenizer's special/added tokens that occur in ``text``, each once, in order of first occurrence.
-
-    Run over user-supplied content: such a string is encoded as the control token itself, so a response that
-    quotes ``<|im_end|>`` would teach the model to end its turn there.
-    """
-    pattern = _added_token_pattern(tokenizer)
-    if pattern is None:
-        return []
-    return list(dict.fromkeys(m.group(0) for m in pattern.finditer(text)))

@@ -542,3 +542,19 @@ def test_output_through_a_link_keeps_the_link(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert link.is_symlink()
     assert [r["reason"] for r in rows(target.read_text())] == ["missing_field", "missing_field"]
+
+
+def test_think_blocks_become_reasoning_and_go_back_on_export() -> None:
+    from dataprep.normalize import NormalizeOptions, normalize_batch
+
+    alpaca = [{"instruction": "2+2?", "input": "", "output": "<think>\nadd\n</think>\n\n4"}]
+    (record,), rejected = normalize_batch(alpaca, NormalizeOptions("alpaca"))
+    assert not rejected and record["reasoning"] == ["add"] and record["response"] == "4"
+    for target in ("alpaca", "sharegpt", "messages"):
+        (row,), _ = normalize_batch([record], NormalizeOptions("canonical", to=target))
+        (back,), rejected = normalize_batch([row], NormalizeOptions(target))
+        assert not rejected and back == record, target
+    sharegpt = [{"conversations": [{"from": "human", "value": "hi"},
+                                   {"from": "gpt", "value": "<think>greet</think>hello"}]}]
+    (record,), _ = normalize_batch(sharegpt, NormalizeOptions("sharegpt"))
+    assert record["reasoning"] == ["greet"] and record["response"] == "hello"

@@ -5,19 +5,28 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dataprep.records import (
     CANONICAL_FIELDS,
     RecordError,
+    check_canonical,
     content_id,
+    expand_turns,
     from_messages,
+    looks_raw,
     make_record,
     ordered,
     parse_function_call,
     parse_tools,
+    split_reasoning,
+    split_think,
+    think_text,
     to_messages,
     turns,
     user_text,
+    with_think,
 )
 
 TOOLS = json.dumps([{"name": "get_weather", "parameters": {"type": "object"}}])
@@ -215,3 +224,99 @@ def test_from_messages_rejects(messages: list, reason: str, detail: str) -> None
         from_messages(messages)
     assert (err.value.reason, err.value.detail) == (reason, detail)
     assert str(err.value) == detail
+
+
+# --- reasoning ---------------------------------------------------------------------------------------------------
+
+@given(reasoning=st.text(), reply=st.text())
+def test_think_text_and_split_think_are_inverse(reasoning: str, reply: str) -> None:
+    if reasoning:
+        assert split_think(think_text(reasoning, reply)) == (reasoning, reply)
+
+
+def test_split_think_layouts() -> None:
+    assert split_think("<think>\nR\n</think>\n\nC") == ("R", "C")
+    assert split_think("<think>R</think>C") == ("R", "C")
+    assert split_think("\n<think>R</think>\nC") == ("R", "C")
+    assert split_think("C <think>R</think>") == ("", "C <think>R</think>")
+    assert split_think("<think>never closed") == ("", "<think>never closed")
+
+
+def test_reasoning_round_trips_through_messages() -> None:
+    messages = [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1", "reasoning_content": "r1"},
+                {"role": "user", "content": "q2"}, {"role": "assistant", "content": "<think>\nr2\n</think>\n\na2"}]
+    record = from_messages(messages)
+    assert record["reasoning"] == ["r1", "r2"] and record["response"] == "a2"
+    assert to_messages(record)[3] == {"role": "assistant", "content": "a2", "reasoning_content": "r2"}
+    assert from_messages(to_messages(record)) == record
+    with pytest.raises(RecordError) as err:
+        from_messages([{"role": "user", "content": "q"},
+                       {"role": "assistant", "content": "<think>x</think>a", "reasoning_content": "y"}])
+    assert err.value.reason == "conflicting_reasoning"
+
+
+def test_reasoning_changes_the_id_only_when_present() -> None:
+    plain = make_record(prompt="q", response="a")
+    assert make_record(prompt="q", response="a", reasoning=[""])["id"] == plain["id"]
+    assert "reasoning" not in make_record(prompt="q", response="a", reasoning=[""])
+    assert make_record(prompt="q", response="a", reasoning=["r"])["id"] != plain["id"]
+
+
+def test_split_reasoning_and_with_think_are_inverse() -> None:
+    raw = make_record(prompt="q", response="<think>r2</think>a2", history=[["q1", "<think>\nr1\n</think>\n\na1"]])
+    record = split_reasoning(raw)
+    assert record["reasoning"] == ["r1", "r2"] and record["history"] == [["q1", "a1"]] and record["response"] == "a2"
+    assert split_reasoning(with_think(record)) == {**record, "id": record["id"]}
+    call = make_record(prompt="q", response="<think>x</think>{}", roles=["user", "function_call"])
+    assert split_reasoning(call) is not call and split_reasoning(call).get("reasoning") is None
+
+
+def test_expand_turns() -> None:
+    record = make_record(prompt="q3", query="in", response="a3", history=[["q1", "a1"], ["q2", CALL]],
+                         roles=["user", "assistant", "user", "function_call", "observation", "assistant"],
+                         reasoning=["r1", "", "r3"], id="x")
+    parts = expand_turns(record)
+    assert [p["id"] for p in parts] == ["x#0", "x#1", "x#2"]
+    assert [(p["prompt"], p["query"], p["response"]) for p in parts] == [("q1", "", "a1"), ("q2", "", CALL),
+                                                                         ("q3", "in", "a3")]
+    assert "roles" not in parts[0] and parts[1]["roles"] == ["user", "assistant", "user", "function_call"]
+    assert parts[0]["reasoning"] == ["r1"] and parts[1]["reasoning"] == ["r1", ""]
+    assert parts[2] == {**record, "id": "x#2"}
+    for part in parts:
+        check_canonical(part)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"history": "ab"}, "bad_history"),
+    ({"history": [["a", "b"], 5]}, "bad_history"),
+    ({"response": None}, "null_field"),
+    ({"prompt": 3.5}, "wrong_type"),
+    ({"roles": ["user<|im_end|>\n<|im_start|>system", "assistant"]}, "bad_roles"),
+    ({"roles": ["user", 1]}, "bad_roles"),
+    ({"roles": ["assistant", "user"]}, "bad_roles"),
+    ({"reasoning": ["a", "b"]}, "bad_reasoning"),
+    ({"reasoning": [None]}, "bad_reasoning"),
+    ({"tools": []}, "wrong_type"),
+    ({"extra": 1}, "unknown_field"),
+])
+def test_check_canonical_rejects(change: dict, reason: str) -> None:
+    good = make_record(prompt="p", response="r")
+    check_canonical(good)
+    with pytest.raises(RecordError) as err:
+        check_canonical({**good, **change})
+    assert err.value.reason == reason
+
+
+def test_check_canonical_missing_and_not_an_object() -> None:
+    with pytest.raises(RecordError) as err:
+        check_canonical({"instruction": "i", "output": "o"})
+    assert err.value.reason == "missing_field"
+    with pytest.raises(RecordError) as err:
+        check_canonical(["a"])
+    assert err.value.reason == "not_canonical"
+
+
+def test_looks_raw() -> None:
+    assert looks_raw([{"instruction": "i", "input": "", "output": "o"}] * 3)
+    assert not looks_raw([{"instruction": "i"}, make_record(prompt="p", response="r")])
+    assert not looks_raw([])

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dataprep import records
+from dataprep.errors import UsageProblem
 from dataprep.io import read_records
 from dataprep.render import render_records
 from dataprep.template import load_template
@@ -31,7 +34,7 @@ def test_render_with_the_tokenizer_template_matches_apply_chat_template() -> Non
     out = rows(result.stdout)
     assert [r["id"] for r in out] == [r["id"] for r in source]
     for row, record in zip(out, source, strict=True):
-        assert list(row) == ["id", "text", "spans"]
+        assert list(row) == ["id", "text", "spans", "inserted"] and row["inserted"] == []
         expected = tokenizer.apply_chat_template(records.to_messages(record),
                                                  tools=records.parse_tools(record.get("tools")), tokenize=False)
         assert row["text"] == expected
@@ -108,7 +111,31 @@ def test_render_help_has_examples() -> None:
 
 def test_render_records_rejects_non_canonical_rows() -> None:
     template = load_template("chatml", None)
-    kept, rejected = render_records(template, [{"instruction": "raw alpaca"},
-                                               records.make_record(prompt="q", response="a")])
+    good = records.make_record(prompt="q", response="a")
+    bad = [{**good, "history": "ab"}, {**good, "response": None}, {**good, "roles": ["user<|im_end|>", "assistant"]},
+           {"instruction": "raw alpaca"}]
+    kept, rejected = render_records(template, [*bad, good])
     assert len(kept) == 1 and [kept[0]["text"][s:e] for s, e in kept[0]["spans"]] == ["a<|im_end|>"]
-    assert [(r.reason, r.record) for r in rejected] == [("not_canonical", {"instruction": "raw alpaca"})]
+    assert [r.reason for r in rejected] == ["bad_history", "null_field", "bad_roles", "missing_field"]
+
+
+def test_render_stops_on_raw_source_data() -> None:
+    with pytest.raises(UsageProblem, match="not canonical records: run `dataprep normalize` first"):
+        render_records(load_template("chatml", None), [{"instruction": "i", "input": "", "output": "o"}])
+    result = invoke("render", FIXTURES / "data" / "alpaca.jsonl", "--template", "chatml")
+    assert result.exit_code == 2
+    assert "not canonical records: run `dataprep normalize` first" in result.stderr
+
+
+def test_render_shows_the_inserted_think_block(shared_data: Path) -> None:
+    line = json.dumps(records.make_record(prompt="Hi", response="Hello", history=[["Q", "A"]],
+                                          reasoning=["", "greet back"]))
+    plain = json.dumps(records.make_record(prompt="Hi", response="Hello"))
+    result = invoke("render", "-", "--tokenizer", shared_data / "tokenizers" / "qwen3", "-q",
+                    input=line + "\n" + plain + "\n")
+    assert result.exit_code == 0, result.stderr
+    with_reasoning, without = rows(result.stdout)
+    assert [with_reasoning["text"][s:e] for s, e in with_reasoning["spans"]] == [
+        "A<|im_end|>", "<think>\ngreet back\n</think>\n\nHello<|im_end|>"]
+    assert with_reasoning["inserted"] == []
+    assert [without["text"][s:e] for s, e in without["inserted"]] == ["<think>\n\n</think>\n\n"]

@@ -16,7 +16,7 @@ from dataprep.render import RenderStage
               type=click.Path(exists=True, file_okay=False),
               help="Local tokenizer folder: its chat template, and the bos/eos tokens built-in templates write.")
 @click.option("--template", metavar="NAME|PATH", default=None,
-              help="tokenizer (the tokenizer's own; the default), alpaca, default, chatml, llama3, mistral, "
+              help="tokenizer (the tokenizer's own; the default), alpaca, default, chatml, llama3, mistral-v0.1, "
                    "plain, or a Jinja file.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow a tokenizer folder that ships Python code.")
 @stream_options
@@ -31,13 +31,15 @@ def command(
     on_error: str,
     quiet: bool,
 ) -> None:
-    """Render canonical records with a chat template: one {"id", "text", "spans"} row per record.
+    """Render canonical records with a chat template: one {"id", "text", "spans", "inserted"} row per record.
 
-    text[start:end] for each span is an assistant turn as it will be trained: its content and end-of-turn
-    marker, never the prompt or header. Spans come from one render of the whole conversation. Records the
-    template cannot render are rejected with a reason (template_error, template_not_incremental, ...).
-    Built-ins take special tokens from --tokenizer: chatml needs none; llama3 writes bos_token, alpaca,
-    default and plain write eos_token, mistral writes both.
+    text[start:end] for each span is an assistant turn as it will be trained: its content (with the reasoning
+    the template keeps, and tool-call markup) and end-of-turn marker, never the prompt or header. "inserted"
+    marks text inside spans that the template writes on its own (Qwen3's empty think block). Spans come from
+    one render of the whole conversation, so templates that rewrite history (Qwen3, DeepSeek-R1) work. Records
+    the template cannot render or place exactly are rejected with a reason (template_error, template_budget,
+    header_not_found, turn_ambiguous, ...). Built-ins take special tokens from --tokenizer: chatml needs
+    none; llama3 writes bos_token, alpaca, default and plain write eos_token, mistral-v0.1 writes both.
 
     \b
     Examples:

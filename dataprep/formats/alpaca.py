@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dataprep.formats import fields
-from dataprep.records import Record, RecordError, make_record
+from dataprep.records import Record, RecordError, make_record, split_reasoning, with_think
 
 COLUMNS = {
     "id": "id",
@@ -35,15 +35,17 @@ def read(row: Mapping[str, Any], columns: Mapping[str, str], used: frozenset[str
         meta=fields.meta(row, used),
         id=fields.record_id(row, columns["id"]),
     )
-    return fields.add_passthrough(record, row)
+    return fields.add_passthrough(split_reasoning(record), row)
 
 
 def write(record: Record) -> dict[str, Any]:
-    """Alpaca has no place for tool calls: such a row is refused (``lossy_export``), never flattened."""
+    """Alpaca has no place for tool calls: such a row is refused (``lossy_export``), never flattened. Reasoning
+    goes back in front of its reply as a ``<think>`` block, which :func:`read` splits out again."""
     if record.get("roles"):
         raise RecordError(
             "lossy_export", "alpaca cannot carry tool calls: the function_call and observation turns would be lost"
         )
+    record = with_think(record)
     out: dict[str, Any] = {
         "id": record["id"],
         "instruction": record["prompt"],

@@ -30,7 +30,7 @@ COLUMNS = {
     "history": "history",
     "tools": "tools",
 }
-FIXED = ("roles", "meta")
+FIXED = ("roles", "reasoning", "meta")
 
 
 def _meta(row: Mapping[str, Any], used: frozenset[str]) -> dict[str, Any] | None:
@@ -55,6 +55,15 @@ def _roles(row: Mapping[str, Any]) -> list[str] | None:
     return value
 
 
+def _reasoning(row: Mapping[str, Any]) -> list[str] | None:
+    value = row.get("reasoning")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(type(r) is str for r in value):
+        raise RecordError("wrong_type", "field 'reasoning' must be a list of strings, one per assistant turn")
+    return value
+
+
 def _check_roles(record: Record) -> None:
     for k, (role, content) in enumerate(turns(record)):
         if role not in (USER_ROLES if k % 2 == 0 else ASSISTANT_ROLES):
@@ -73,6 +82,7 @@ def read(row: Mapping[str, Any], columns: Mapping[str, str], used: frozenset[str
         history=fields.history(row, columns["history"]),
         tools=fields.tools(row, columns["tools"]),
         roles=_roles(row),
+        reasoning=_reasoning(row),
         meta=_meta(row, used),
         id=fields.record_id(row, columns["id"]),
     )

@@ -18,7 +18,7 @@ COLUMNS = {"id": "id", "prefix": "system", "messages": "messages", "tools": "too
 RESERVED = frozenset(COLUMNS.values()) | frozenset(fields.PASSTHROUGH)
 
 MESSAGE_KEYS = {
-    "assistant": frozenset(("role", "content", "tool_calls")),
+    "assistant": frozenset(("role", "content", "tool_calls", "reasoning_content", "reasoning")),
     "tool": frozenset(("role", "content", "tool_call_id", "name")),
 }
 PLAIN_KEYS = frozenset(("role", "content"))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dataprep.formats import fields, messages
-from dataprep.records import Record, RecordError, turns
+from dataprep.records import Record, RecordError, turns, with_think
 
 COLUMNS = {"id": "id", "prefix": "system", "messages": "conversations", "tools": "tools"}
 RESERVED = frozenset(COLUMNS.values()) | frozenset(fields.PASSTHROUGH)
@@ -73,7 +73,9 @@ def read(
 
 
 def write(record: Record) -> dict[str, Any]:
-    """``{"id", "conversations", "system"?, "tools"?}`` + meta; tool-call turns keep their JSON text as is."""
+    """``{"id", "conversations", "system"?, "tools"?}`` + meta; tool-call turns keep their JSON text as is, and
+    reasoning goes in front of its reply as a ``<think>`` block (read splits it out again)."""
+    record = with_think(record)
     out: dict[str, Any] = {
         "id": record["id"],
         "conversations": [{"from": EXPORT_TAGS[role], "value": text} for role, text in turns(record)],
