@@ -35,8 +35,8 @@ import jinja2
 import jinja2.nodes
 import jinja2.sandbox
 
-PH_OPEN = "\U000f00a0"
-PH_CLOSE = "\U000f00a1"
+PH_OPEN = "\uf8f0"  # BMP private use: the tagged render's markers live in planes 15 and 16
+PH_CLOSE = "\uf8f1"
 PLACEHOLDER_CHARS = (PH_OPEN, PH_CLOSE)
 VERBATIM_KEYS = frozenset({"role", "type"})
 STRUCTURE_ATTRS = VERBATIM_KEYS
@@ -45,6 +45,7 @@ TYPE_TESTS = frozenset({"defined", "undefined", "none", "string", "mapping", "se
 CONTAINER_FILTERS = frozenset({"length", "count", "first", "last", "list", "reverse", "selectattr", "rejectattr",
                                "map", "items", "batch", "slice"})
 DATA_NAMES = frozenset({"messages", "tools", "documents"})
+PASSING_CALLS = frozenset({"namespace", "raise_exception"})
 PLACING_FILTERS = frozenset({"string", "join", "default", "d", "safe"})
 SAFE_NAMES = frozenset({"loop", "add_generation_prompt", "range", "namespace", "raise_exception", "true", "false",
                         "none", "True", "False", "None"})
@@ -208,13 +209,16 @@ def tracking_environment(proto: jinja2.sandbox.SandboxedEnvironment) -> Any:
                 joiner = getattr(__obj, "__self__", None)
                 is_join = isinstance(joiner, str) and getattr(__obj, "__name__", "") == "join" \
                     and not _has_placeholder(joiner)
-                if not is_join and getattr(__obj, "__name__", "") not in ("namespace", "raise_exception"):
+                # a loop charging its length to the render budget only counts the items
+                structural = __obj is getattr(__self, "charge_loop", None)
+                if not (is_join or structural) and getattr(__obj, "__name__", "") not in PASSING_CALLS:
                     raise Sensitive(f"passes message text to {getattr(__obj, '__name__', 'a call')}")
             return super().call(__context, __obj, *args, **kwargs)
 
-    env = Tracking(trim_blocks=proto.trim_blocks, lstrip_blocks=proto.lstrip_blocks,
-                   keep_trailing_newline=proto.keep_trailing_newline,
-                   extensions=[type(e) for e in proto.extensions.values()])
+    env = Tracking.__new__(Tracking)
+    jinja2.sandbox.SandboxedEnvironment.__init__(
+        env, trim_blocks=proto.trim_blocks, lstrip_blocks=proto.lstrip_blocks,
+        keep_trailing_newline=proto.keep_trailing_newline, extensions=[type(e) for e in proto.extensions.values()])
     env.filters.update(proto.filters)
     env.tests.update(proto.tests)
     env.globals.update(proto.globals)
@@ -291,10 +295,28 @@ def _walk(value: Any, key: Any, shape: list[Any], data: list[str]) -> None:
 def shape_and_data(messages: Any, tools: Any) -> tuple[tuple[Any, ...], list[str]]:
     """A render input's structure (strings reduced to empty-or-not, except ``role``/``type`` values) and its data
     strings in order."""
-    shape: list[Any] = []
+    shape: list[Any] = ["["]
     data: list[str] = []
-    _walk(messages, None, shape, data)
-    shape.append("|")
+    add, keep = shape.append, data.append
+    for message in messages:  # the usual message (a dict of strings) inline: this runs for every row
+        if type(message) is not dict:
+            _walk(message, None, shape, data)
+            continue
+        add("{")
+        for k, v in message.items():
+            add(k)
+            if type(v) is not str:
+                _walk(v, k, shape, data)
+            elif k in VERBATIM_KEYS:
+                add(v)
+            elif v:
+                add(True)
+                keep(v)
+            else:
+                add(False)
+        add("}")
+    add("]")
+    add("|")
     _walk(tools, None, shape, data)
     return tuple(shape), data
 

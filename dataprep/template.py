@@ -69,6 +69,7 @@ from dataprep import records
 from dataprep.errors import UsageProblem
 from dataprep.records import Message, Record, RecordError
 from dataprep.sandbox import DEFAULT_CHARS, DEFAULT_STEPS, BoundedEnvironment, Budget, BudgetExceeded, bounded
+from dataprep.skeleton import Skeletons, analyse, tracking_environment
 
 BUILTIN_TEMPLATES = ("alpaca", "default", "chatml", "llama3", "mistral-v0.1", "plain")
 SPECIAL_TOKEN_VARIABLES = (
@@ -329,6 +330,7 @@ class ChatTemplate:
         self._variables = dict(variables or {})
         self._split_input = split_input
         self.max_steps, self.max_chars = max_steps, max_chars
+        self._skeletons = self._build_skeletons()
         # A template that knows reasoning_content gets it as a field; any other sees reasoning as a <think> block
         # at the start of the reply, which is how such templates (QwQ, DeepSeek-R1) read and strip it.
         self.reads_reasoning = "reasoning_content" in source
@@ -374,6 +376,25 @@ class ChatTemplate:
             raise RecordError("template_error", "template recursed too deeply") from None
         except Exception as exc:  # a template is user code: any failure is this record's reject reason
             raise RecordError("template_error", _error_detail(exc)) from None
+
+    def _text(self, messages: list[Message], tools: Any) -> str:
+        """The render of ``messages``: filled from the shape's skeleton where the template only places the
+        words (:mod:`dataprep.skeleton`), rendered by Jinja otherwise. Both give the same text."""
+        filled = self._skeletons.text(messages, tools)
+        return filled if filled is not None else self._render(messages, tools, False)
+
+    def _build_skeletons(self) -> Skeletons:
+        env = tracking_environment(_ENV)
+        template, ast = env.compile_bounded(self.source)
+        template.globals = dict(self._template.globals)
+
+        def render(messages: list[Message], tools: Any, add_generation_prompt: bool) -> str:
+            context = template.new_context({**self._variables, "messages": messages, "tools": tools,
+                                            "documents": None, "add_generation_prompt": add_generation_prompt})
+            with bounded(Budget(self.max_steps, self.max_chars)):
+                return "".join(template.root_render_func(context))
+
+        return Skeletons(render, env, analyse(ast))
 
     def messages_of(self, record: Record) -> tuple[list[Message], list[dict[str, Any]] | None]:
         """The messages and tools this template renders for a record: pass exactly these to
@@ -445,7 +466,7 @@ class ChatTemplate:
         assistant_at = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
         if not assistant_at:
             raise RecordError("no_assistant_turn", "the record has no assistant turn to supervise")
-        text = self._render(self._as_seen(messages), tools, False)
+        text = self._text(self._as_seen(messages), tools)
         alphabet = _alphabet_for(text)
         if self._shape is None:
             raise RecordError("template_shape_unknown", self._shape_problem)
@@ -454,7 +475,7 @@ class ChatTemplate:
         for level in levels:
             marks = _Marks(alphabet)
             tagged, tagged_tools = self._tagged(messages, tools, level, marks)
-            located = _read_marks(self._render(tagged, tagged_tools, False), marks, text)
+            located = _read_marks(self._text(tagged, tagged_tools), marks, text)
             if located is not None:
                 break
         else:
