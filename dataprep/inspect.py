@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dataprep.errors import DataprepError, UsageProblem
+from dataprep.errors import DataprepError, InputError, UsageProblem
 from dataprep.manifest import MANIFEST, TOKENIZER_DIR
 from dataprep.tokenize import IGNORE_INDEX
 
@@ -35,6 +35,8 @@ class Tokenized:
 
 def load_tokenized(outdir: str) -> Tokenized:
     folder = Path(outdir)
+    if not folder.is_dir():
+        raise InputError(outdir, "no such folder")
     if not (folder / MANIFEST).is_file():
         raise DataprepError(f"{outdir}: no {MANIFEST}; not a folder written by dataprep tokenize")
     from datasets import load_from_disk

@@ -32,6 +32,7 @@ from dataprep.temps import lock_temp, remove_stale_temps
 
 DEFAULT_BATCH_SIZE = 2048
 INPUT_FORMATS = ("json", "jsonl", "csv", "tsv", "parquet", "arrow")
+STDOUT = "<stdout>"  # how write errors on standard output name it
 
 
 @dataclass
@@ -330,15 +331,7 @@ def _read_delimited(stream: IO[bytes], source: str, batch_size: int, delimiter: 
         batch = Batch(source)
         index = 0
         start = reader.line_num + 1  # line_num is where a row ends; a quoted field can span lines
-        while True:
-            try:
-                row = next(reader, None)
-            except csv.Error as exc:
-                line, start = start, reader.line_num + 1
-                _bad(on_bad, f"{source}:{line}", f"malformed_{kind.lower()}", f"malformed {kind}: {exc}", "")
-                continue
-            if row is None:
-                break
+        for row in reader:
             line, start = start, reader.line_num + 1
             if not row:
                 continue
@@ -612,7 +605,7 @@ def name_stdout_errors() -> None:
         return
     out.flush()
     buffer = _TargetWriter(io.FileIO(fd, "w", closefd=False))
-    buffer.target = "<stdout>"
+    buffer.target = STDOUT
     sys.stdout = io.TextIOWrapper(buffer, encoding=out.encoding, errors=out.errors, line_buffering=out.line_buffering)
 
 

@@ -19,7 +19,7 @@ import click
 
 from dataprep import __version__
 from dataprep.errors import DataprepError, describe_os_error
-from dataprep.io import name_stdout_errors
+from dataprep.io import STDOUT, name_stdout_errors
 
 # name -> (module, one-line help). The help is listed here so `dataprep --help` imports no command module.
 COMMANDS = {
@@ -62,6 +62,8 @@ class LazyGroup(click.Group):
                 raise
             if debug_enabled():
                 traceback.print_exc()
+            if exc.filename == STDOUT:  # what is left in its buffer would fail again at exit
+                _silence_stdout()
             raise Failure(describe_os_error(exc), 2) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             _internal_error(exc)
         if debug_enabled():
             traceback.print_exc()
+        if exc.filename == STDOUT:
+            _silence_stdout()
         click.echo(f"Error: {describe_os_error(exc)}", err=True)
         sys.exit(2)
     except Exception as exc:
@@ -172,5 +176,5 @@ def _flush_stdout() -> None:
         _silence_stdout()
     except OSError as exc:
         _silence_stdout()
-        click.echo(f"Error: {describe_os_error(OSError(exc.errno, exc.strerror, '<stdout>'))}", err=True)
+        click.echo(f"Error: {describe_os_error(OSError(exc.errno, exc.strerror, STDOUT))}", err=True)
         sys.exit(2)

@@ -9,7 +9,7 @@ import sys
 import click
 
 from dataprep.errors import InputError
-from dataprep.io import INPUT_FORMATS
+from dataprep.io import INPUT_FORMATS, STDOUT
 from dataprep.schemas import SCHEMA_NAMES
 from dataprep.validate import RECORD_TIMEOUT, ValidationReport, validate_files
 
@@ -99,4 +99,4 @@ def _write_report(report: ValidationReport, report_format: str) -> None:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, "<stdout>") from None
+        raise OSError(exc.errno, exc.strerror, STDOUT) from None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import DataprepError
+from dataprep.errors import DataprepError, InputError
 
 MANIFEST = "dataprep.json"
 TASKS = ("causal", "classification")
@@ -85,7 +85,7 @@ def load_tokenized(path: str | Path) -> TokenizedData:
 
     root = Path(path)
     if not root.is_dir():
-        raise DataprepError(f"{root}: no such dataset folder")
+        raise InputError(str(root), "no such dataset folder")
     manifest = read_manifest(root)
     task = manifest.get("task", "causal")
     tokenizer_dir = root / "tokenizer"
