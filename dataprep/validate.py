@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from referencing.exceptions import Unresolvable
+
 from dataprep.errors import InputError, UsageProblem
 from dataprep.io import detect_format, display_name, read_batches
 from dataprep.schemas import load_schema, schema_registry
@@ -221,8 +223,6 @@ class RecordTimer:
 
 def _record_problems(timer: RecordTimer, validator: Any, record: Any) -> list[tuple[str, str]]:
     """(pointer, message) for each error of one record; a record that cannot be checked is one problem."""
-    from referencing.exceptions import Unresolvable
-
     try:
         try:
             errors = timer.errors(validator, record)
