@@ -412,8 +412,13 @@ def _arrow_batches(batches: Iterator[Any], source: str, on_bad: BadRecordHandler
     index = 0
     for rb in batches:
         float_columns = [f.name for f in rb.schema if _has_float(f.type)]
+        rows = rb.to_pylist()
+        if not float_columns:  # the usual case: nothing to look at row by row
+            yield Batch(source, [_decode_meta(r) for r in rows], [0] * len(rows), list(range(index, index + len(rows))))
+            index += len(rows)
+            continue
         out = Batch(source)
-        for row in rb.to_pylist():
+        for row in rows:
             found = next((f"{c}: {v}" for c in float_columns if (v := _non_finite(row.get(c))) is not None), None)
             if found is not None:
                 _bad(on_bad, f"{source}[{index}]", "non_finite_number",
@@ -439,8 +444,6 @@ def _read_parquet(path: str, source: str, batch_size: int, on_bad: BadRecordHand
     try:
         yield from _arrow_batches(parquet.iter_batches(batch_size=batch_size), source, on_bad)
     except (OSError, ValueError) as exc:  # ArrowInvalid and ArrowIOError are among these
-        if isinstance(exc, InputError):
-            raise
         raise InputError(source, f"not a readable Parquet file: {exc}") from None
 
 
@@ -652,9 +655,14 @@ class AtomicFile:
             fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         except OSError as exc:
             raise named_os_error(exc, self.path) from None
-        lock_temp(fd)
-        os.fchmod(fd, _new_file_mode(self.path))
-        raw = _TargetWriter(io.FileIO(fd, "w"))
+        try:
+            lock_temp(fd)
+            os.fchmod(fd, _new_file_mode(self.path))
+            raw = _TargetWriter(io.FileIO(fd, "w"))
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(self.tmp)
+            raise named_os_error(exc, self.path) from None
         raw.target = str(self.path)
         self.handle = raw if encoding is None else io.TextIOWrapper(raw, encoding=encoding)
 

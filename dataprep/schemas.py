@@ -216,19 +216,22 @@ class _ReferenceCheck:
     def bound(self) -> None:
         """Refuse in-place cycles and explosive expansion; ``cost`` = subschemas one value can be checked by."""
         cost: dict[int, int] = {}
-        path: list[dict[str, Any]] = []
+        path: list[dict[str, Any]] = []  # the in-place chain being expanded, to name a loop
+        on_path: set[int] = set()
 
         def expand(node: dict[str, Any]) -> int:
             key = id(node)
             if key in cost:
                 return cost[key]
-            if any(n is node for n in path):
+            if key in on_path:
                 loop = path[[id(n) for n in path].index(key):] + [node]
                 raise UsageProblem(
                     f"{self.where}: {' -> '.join(self.label(n) for n in loop)}: the schema refers back to itself "
                     "without going into the data, so checking a record would never end")
             path.append(node)
+            on_path.add(key)
             total = 1 + sum(expand(child) for child in self.in_place.get(key, ()))
+            on_path.discard(key)
             path.pop()
             if total > MAX_EXPANSION:
                 raise UsageProblem(

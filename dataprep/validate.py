@@ -197,6 +197,8 @@ class RecordTimer:
         self._previous: Any = None
 
     def __enter__(self) -> RecordTimer:
+        if self.armed and signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+            self.armed = False  # the process already has a real-time alarm of its own: leave it alone
         if self.armed:
             self._previous = signal.signal(signal.SIGALRM, self._expire)
         return self

@@ -89,7 +89,7 @@ def _write_report(report: ValidationReport, report_format: str) -> None:
     out = sys.stdout
     try:
         if report_format == "json":
-            for chunk in json.JSONEncoder(ensure_ascii=False, indent=2).iterencode(report.as_dict()):
+            for chunk in json.JSONEncoder(ensure_ascii=False, indent=2, allow_nan=False).iterencode(report.as_dict()):
                 out.write(chunk)
             out.write("\n")
         else:
