@@ -41,3 +41,12 @@ class MissingExtra(DataprepError):
             f"{package} is not installed",
             hint=f'install it with: pip install "dataprep[{extra}]"',
         )
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: the path(s) and what the system said, never the Python type."""
+    reason = exc.strerror or str(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if len(paths) == 2:
+        return f"{paths[0]} -> {paths[1]}: {reason}"
+    return f"{paths[0]}: {reason}" if paths else f"I/O error: {reason}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dataprep.errors import UsageProblem
+from dataprep.errors import InputError, UsageProblem
 from dataprep.manifest import TOKENIZER_DIR, Manifest, load_manifest
 from dataprep.tokenize.layout import IGNORE_INDEX
 
@@ -34,6 +34,8 @@ class Tokenized:
 
 def load_tokenized(outdir: str) -> Tokenized:
     folder = Path(outdir)
+    if not folder.is_dir():
+        raise InputError(outdir, "no such folder")
     manifest = load_manifest(folder)
     from datasets import load_from_disk
 

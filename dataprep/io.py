@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import contextlib
 import csv
+import errno
 import gzip
 import io
 import json
+import math
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,9 +28,11 @@ from typing import IO, Any
 
 from dataprep.errors import InputError
 from dataprep.records import Record
+from dataprep.temps import lock_temp, remove_stale_temps
 
 DEFAULT_BATCH_SIZE = 2048
 INPUT_FORMATS = ("json", "jsonl", "csv", "tsv", "parquet", "arrow")
+STDOUT = "<stdout>"  # how write errors on standard output name it
 
 
 @dataclass
@@ -63,6 +69,8 @@ class Batch:
         return len(self.records)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 # on_bad(location, reason, detail, raw_text) is called for each unreadable record when on_error="reject".
 BadRecordHandler = Callable[[str, str, str, str], None]
 
@@ -90,9 +98,16 @@ def detect_format(path: str, head: bytes = b"") -> str:
     return "jsonl"
 
 
+def stdin_bytes() -> IO[bytes]:
+    """The binary standard input, or InputError when the process was started with it closed (``<&-``)."""
+    if sys.stdin is None:
+        raise InputError("<stdin>", "standard input is closed", hint="give a file path instead of -")
+    return sys.stdin.buffer
+
+
 def _open_bytes(path: str) -> IO[bytes]:
     if path == "-":
-        return sys.stdin.buffer
+        return stdin_bytes()
     try:
         raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:
@@ -113,6 +128,68 @@ def _decode(data: bytes, source: str, line: int) -> str:
         raise InputError(f"{source}:{line}", f"invalid UTF-8 at byte {exc.start}") from None
 
 
+# --- one record's JSON: strict where Python's json module is lenient ------------------------------------------------
+
+
+class BadValue(ValueError):
+    """A record that parses as Python's JSON but cannot be carried on exactly; ``reason`` is its reject reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise BadValue("duplicate_key", f"duplicate key {key!r} in one object (which value is meant is unknowable)")
+    return record
+
+
+def _constant(name: str) -> Any:
+    raise BadValue("non_finite_number", f"{name} is not a JSON number (RFC 8259); no strict reader accepts it")
+
+
+# Python's json accepts NaN/Infinity and keeps the last of duplicate keys; both would be carried on silently
+# (and NaN written back out as non-JSON). The hooks cost about 10% of decoding time.
+_STRICT = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
+_LENIENT = json.JSONDecoder()  # only to find where a rejected array element ends
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _check_unicode(value: Any, text: str) -> None:
+    """A ``\ud800`` escape decodes to a lone surrogate, which no UTF-8 writer can encode: refuse it here.
+
+    Escapes only: raw UTF-8 cannot hold a surrogate, so lines without one skip the (slower) full check.
+    """
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    try:
+        _ENCODER.encode(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end]
+        raise BadValue("invalid_unicode", f"lone surrogate {bad.encode('unicode_escape').decode()} in a string "
+                                          "(not a character; cannot be written as UTF-8)") from None
+
+
+def _too_deep() -> BadValue:
+    return BadValue("too_deeply_nested", f"nested too deeply to read (the limit is about {sys.getrecursionlimit():,} levels)")
+
+
+def parse_record_text(text: str) -> Any:
+    """One JSON value, strictly: raises json.JSONDecodeError, or BadValue for what json accepts but must not be
+    carried on (duplicate keys, NaN/Infinity, lone surrogates, nesting deeper than Python can hold)."""
+    try:
+        value = _STRICT.decode(text)
+        _check_unicode(value, text)
+    except RecursionError:
+        raise _too_deep() from None
+    return value
+
+
 def _check_object(value: Any, location: str, on_bad: BadRecordHandler | None, raw: str) -> bool:
     if isinstance(value, dict):
         return True
@@ -121,6 +198,13 @@ def _check_object(value: Any, location: str, on_bad: BadRecordHandler | None, ra
         raise InputError(location, message)
     on_bad(location, "not_an_object", message, raw)
     return False
+
+
+def _bad(on_bad: BadRecordHandler | None, location: str, reason: str, detail: str, raw: str) -> None:
+    """Hand one unreadable record to ``on_bad``, or stop the run with it."""
+    if on_bad is None:
+        raise InputError(location, detail)
+    on_bad(location, reason, detail, raw)
 
 
 def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadRecordHandler | None) -> Iterator[Batch]:
@@ -134,19 +218,19 @@ def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadReco
         location = f"{source}:{line_no}"
         try:
             text = _decode(raw, source, line_no).rstrip("\r\n")
-            value = json.loads(text)
+            value = parse_record_text(text)
         except InputError as exc:
             if on_bad is None:
                 raise
             on_bad(location, "invalid_utf8", str(exc).split(": ", 1)[-1], raw.decode("utf-8", "replace").rstrip("\n"))
             continue
         except json.JSONDecodeError as exc:
-            message = f"malformed JSON at column {exc.colno}: {exc.msg}"
-            if on_bad is None:
-                raise InputError(location, message) from None
-            on_bad(location, "malformed_json", message, text.rstrip("\n"))
+            _bad(on_bad, location, "malformed_json", f"malformed JSON at column {exc.colno}: {exc.msg}", text)
             continue
-        if not _check_object(value, location, on_bad, text.rstrip("\n")):
+        except BadValue as exc:
+            _bad(on_bad, location, exc.reason, exc.detail, text)
+            continue
+        if not _check_object(value, location, on_bad, text):
             continue
         batch.records.append(value)
         batch.lines.append(line_no)
@@ -157,6 +241,24 @@ def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadReco
             batch = Batch(source)
     if batch.records:
         yield batch
+
+
+def _raw_decode(text: str, pos: int, source: str, line: int) -> tuple[Any, int]:
+    """One array element from ``pos``: (value, end), or (BadValue, end) for an element that must be rejected."""
+    try:
+        value, end = _STRICT.raw_decode(text, pos)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}:{exc.lineno}", f"malformed JSON at column {exc.colno}: {exc.msg}") from None
+    except RecursionError:  # no way to find where this element ends, so the whole file stops here
+        raise InputError(f"{source}:{line}", _too_deep().detail) from None
+    except BadValue as exc:
+        _, end = _LENIENT.raw_decode(text, pos)
+        return exc, end
+    try:
+        _check_unicode(value, text[pos:end])
+    except BadValue as exc:
+        return exc, end
+    return value, end
 
 
 def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: BadRecordHandler | None) -> Iterator[Batch]:
@@ -173,18 +275,17 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
     def line_of(pos: int) -> int:
         return bisect.bisect_right(newlines, pos - 1) + 1 if newlines else 1
 
-    decoder = json.JSONDecoder()
     ws = " \t\r\n"
     pos = len(text) - len(text.lstrip(ws))
     if pos == len(text):
         return
     if text[pos] == "{":  # a single object is a one-record file
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{exc.lineno}", f"malformed JSON at column {exc.colno}: {exc.msg}") from None
+        value, end = _raw_decode(text, pos, source, line_of(pos))
         if text[end:].strip():
             raise InputError(f"{source}:{line_of(len(text) - len(text[end:].lstrip()))}", "extra data after the JSON object (is this JSONL? name it .jsonl)")
+        if isinstance(value, BadValue):
+            _bad(on_bad, f"{source}:{line_of(pos)}", value.reason, value.detail, text[pos:end])
+            return
         yield Batch(source, [value], [line_of(pos)], [0])
         return
     if text[pos] != "[":
@@ -198,12 +299,11 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
         if pos < len(text) and text[pos] == "]":
             pos += 1
             break
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{exc.lineno}", f"malformed JSON at column {exc.colno}: {exc.msg}") from None
         line = line_of(pos)
-        if _check_object(value, f"{source}:{line}", on_bad, text[pos:end]):
+        value, end = _raw_decode(text, pos, source, line)
+        if isinstance(value, BadValue):
+            _bad(on_bad, f"{source}:{line}", value.reason, value.detail, text[pos:end])
+        elif _check_object(value, f"{source}:{line}", on_bad, text[pos:end]):
             batch.records.append(value)
             batch.lines.append(line)
             batch.indexes.append(index)
@@ -228,7 +328,16 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
         yield batch
 
 
-def _read_delimited(stream: IO[bytes], source: str, batch_size: int, delimiter: str) -> Iterator[Batch]:
+# CSV fields may be long (a whole response); the csv module's default cap is 128 KiB per field.
+CSV_FIELD_LIMIT = 1 << 30
+
+
+def _read_delimited(stream: IO[bytes], source: str, batch_size: int, delimiter: str,
+                    on_bad: BadRecordHandler | None = None) -> Iterator[Batch]:
+    """CSV/TSV rows as records of strings. A row with the wrong number of fields goes to ``on_bad`` (reason
+    ``malformed_csv``/``malformed_tsv``) when given; undecodable bytes stop the whole file (no resync point)."""
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     reader = csv.reader(text, delimiter=delimiter, quoting=quoting)
@@ -244,7 +353,9 @@ def _read_delimited(stream: IO[bytes], source: str, batch_size: int, delimiter: 
             if not row:
                 continue
             if len(row) != len(header):
-                raise InputError(f"{source}:{line}", f"expected {len(header)} columns, got {len(row)}")
+                _bad(on_bad, f"{source}:{line}", f"malformed_{kind.lower()}",
+                     f"expected {len(header)} columns, got {len(row)}", delimiter.join(row))
+                continue
             batch.records.append(dict(zip(header, row, strict=True)))
             batch.lines.append(line)
             batch.indexes.append(index)
@@ -257,60 +368,165 @@ def _read_delimited(stream: IO[bytes], source: str, batch_size: int, delimiter: 
     except UnicodeDecodeError as exc:
         raise InputError(f"{source}:{reader.line_num + 1}", f"invalid UTF-8 ({exc.reason})") from None
     except csv.Error as exc:
-        raise InputError(f"{source}:{reader.line_num}", f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}") from None
+        raise InputError(f"{source}:{reader.line_num}", f"malformed {kind}: {exc}") from None
+
+
+# --- columnar inputs: Parquet files and save_to_disk folders -------------------------------------------------------
 
 
 def _decode_meta(record: Record) -> Record:
+    """Drop nulls; turn ``meta`` back into an object when it holds JSON object text (the Parquet sink wrote it so).
+
+    Text that is not a strict JSON object (``{not json``, ``{"x": NaN}``) stays text: the reader cannot tell
+    a damaged canonical file from a foreign column named meta, so it loses nothing and leaves the verdict to
+    the stages (meta must be an object in a canonical record).
+    """
     meta = record.get("meta")
     if isinstance(meta, str) and meta.startswith("{"):
-        record["meta"] = json.loads(meta)
+        with contextlib.suppress(ValueError):  # JSONDecodeError and BadValue are ValueErrors
+            record["meta"] = parse_record_text(meta)
     return {k: v for k, v in record.items() if v is not None}
 
 
-def _read_parquet(path: str, source: str, batch_size: int) -> Iterator[Batch]:
+def _has_float(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_floating(arrow_type):
+        return True
+    if pa.types.is_struct(arrow_type):
+        return any(_has_float(arrow_type.field(i).type) for i in range(arrow_type.num_fields))
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        return _has_float(arrow_type.value_type)
+    if pa.types.is_map(arrow_type):
+        return _has_float(arrow_type.key_type) or _has_float(arrow_type.item_type)
+    return False
+
+
+def _non_finite(value: Any) -> str | None:
+    """The first NaN/Infinity inside ``value`` as text, else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return next((found for v in value.values() if (found := _non_finite(v)) is not None), None)
+    if isinstance(value, (list, tuple)):
+        return next((found for v in value if (found := _non_finite(v)) is not None), None)
+    return None
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_text(v) for v in value]
+    return value
+
+
+def _arrow_batches(batches: Iterator[Any], source: str, on_bad: BadRecordHandler | None) -> Iterator[Batch]:
+    """Records of Arrow record batches; rows holding NaN/Infinity floats are rejected (``non_finite_number``),
+    since JSON cannot carry them. Only columns of a floating type are looked at."""
+    index = 0
+    for rb in batches:
+        float_columns = [f.name for f in rb.schema if _has_float(f.type)]
+        rows = rb.to_pylist()
+        if not float_columns:  # the usual case: nothing to look at row by row
+            yield Batch(source, [_decode_meta(r) for r in rows], [0] * len(rows), list(range(index, index + len(rows))))
+            index += len(rows)
+            continue
+        out = Batch(source)
+        for row in rows:
+            found = next((f"{c}: {v}" for c in float_columns if (v := _non_finite(row.get(c))) is not None), None)
+            if found is not None:
+                _bad(on_bad, f"{source}[{index}]", "non_finite_number",
+                     f"{found} is not a JSON number (RFC 8259)", _ENCODER.encode(_as_text(row)))
+            else:
+                out.records.append(_decode_meta(row))
+                out.lines.append(0)
+                out.indexes.append(index)
+            index += 1
+        if out.records:
+            yield out
+
+
+def _read_parquet(path: str, source: str, batch_size: int, on_bad: BadRecordHandler | None = None) -> Iterator[Batch]:
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path if path != "-" else io.BytesIO(sys.stdin.buffer.read()))
+        parquet = pq.ParquetFile(path if path != "-" else io.BytesIO(stdin_bytes().read()))
+    except InputError:
+        raise
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise InputError(source, f"not a readable Parquet file: {exc}") from None
-    index = 0
-    for rb in parquet.iter_batches(batch_size=batch_size):
-        rows = [_decode_meta(r) for r in rb.to_pylist()]
-        yield Batch(source, rows, [0] * len(rows), list(range(index, index + len(rows))))
-        index += len(rows)
+    try:
+        yield from _arrow_batches(parquet.iter_batches(batch_size=batch_size), source, on_bad)
+    except (OSError, ValueError) as exc:  # ArrowInvalid and ArrowIOError are among these
+        raise InputError(source, f"not a readable Parquet file: {exc}") from None
 
 
-def _read_saved_dataset(path: str, batch_size: int) -> Iterator[Batch]:
+def _saved_parts(root: Path) -> list[tuple[Path, str | None, list[str]]]:
+    """(folder, split name, Arrow file names) of a save_to_disk folder; InputError naming it if it is damaged."""
+
+    def load(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(str(root), f"damaged saved dataset: {path.relative_to(root)} is missing") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(str(root), f"damaged saved dataset: {path.relative_to(root)}: {exc}") from None
+
+    if (root / "dataset_dict.json").exists():
+        splits = load(root / "dataset_dict.json")
+        names = splits.get("splits") if isinstance(splits, dict) else None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError(str(root), "damaged saved dataset: dataset_dict.json has no list of splits")
+        folders = [(root / name, name) for name in names]
+    elif (root / "state.json").exists():
+        folders = [(root, None)]
+    else:
+        raise InputError(str(root), "directory is not a dataset saved with save_to_disk (no state.json)")
+    parts = []
+    for folder, split in folders:
+        state = load(folder / "state.json")
+        files = state.get("_data_files") if isinstance(state, dict) else None
+        if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("filename"), str)
+                                                  for f in files):
+            raise InputError(str(root), f"damaged saved dataset: {(folder / 'state.json').relative_to(root)} "
+                                        "lists no data files")
+        parts.append((folder, split, [f["filename"] for f in files]))
+    return parts
+
+
+def _read_saved_dataset(path: str, batch_size: int, on_bad: BadRecordHandler | None = None) -> Iterator[Batch]:
     """Read a ``save_to_disk`` directory with pyarrow alone (no ``datasets`` import on the data path).
 
-    A DatasetDict directory yields every split, and each record gets that split's name as ``split``.
+    A DatasetDict directory yields every split, and each record gets that split's name as ``split``. A damaged
+    folder (unparsable state.json, a missing or garbage .arrow file) is an InputError naming the folder.
     """
     import pyarrow as pa
 
     root = Path(path)
-    if (root / "dataset_dict.json").exists():
-        splits = json.loads((root / "dataset_dict.json").read_text())["splits"]
-        parts = [(root / name, name) for name in splits]
-    elif (root / "state.json").exists():
-        parts = [(root, None)]
-    else:
-        raise InputError(path, "directory is not a dataset saved with save_to_disk (no state.json)")
-    for folder, split in parts:
-        state = json.loads((folder / "state.json").read_text())
-        index = 0
+    for folder, split, files in _saved_parts(root):
         source = str(folder)
-        for entry in state["_data_files"]:
-            with pa.memory_map(str(folder / entry["filename"])) as mm:
-                reader = pa.ipc.open_stream(mm)
-                for rb in reader:
-                    for start in range(0, rb.num_rows, batch_size):
-                        rows = [_decode_meta(r) for r in rb.slice(start, batch_size).to_pylist()]
-                        if split is not None:
-                            for r in rows:
-                                r.setdefault("split", split)
-                        yield Batch(source, rows, [0] * len(rows), list(range(index, index + len(rows))))
-                        index += len(rows)
+
+        def record_batches(folder: Path = folder, files: list[str] = files) -> Iterator[Any]:
+            for name in files:
+                where = (folder / name).relative_to(root)
+                if not (folder / name).is_file():
+                    raise InputError(str(root), f"damaged saved dataset: {where} is missing")
+                try:
+                    with pa.memory_map(str(folder / name)) as mm:
+                        for rb in pa.ipc.open_stream(mm):
+                            for start in range(0, rb.num_rows, batch_size):
+                                yield rb.slice(start, batch_size)
+                except (OSError, ValueError) as exc:  # ArrowInvalid for garbage bytes
+                    raise InputError(str(root), f"damaged saved dataset: {where} is not Arrow stream data ({exc})") from None
+
+        for batch in _arrow_batches(record_batches(), source, on_bad):
+            if split is not None:
+                for r in batch.records:
+                    r.setdefault("split", split)
+            yield batch
 
 
 def read_batches(
@@ -322,18 +538,21 @@ def read_batches(
 ) -> Iterator[Batch]:
     """Yield batches of records from ``path`` (``-`` is stdin) in any supported format.
 
-    ``on_bad`` set: unreadable records of line-oriented formats are passed to it and skipped, instead of
-    raising InputError. Whole-file problems (not UTF-8 in a JSON array, a truncated array) always raise.
+    ``on_bad`` set: unreadable records are passed to it and skipped, instead of raising InputError: malformed
+    JSON lines, invalid UTF-8 lines, non-objects, duplicate keys, NaN/Infinity, lone surrogates, nesting too
+    deep to read (JSONL), ragged CSV/TSV rows, Parquet/Arrow rows with NaN floats. Whole-file problems (not
+    UTF-8 in a JSON array, a truncated array, a damaged Parquet file or dataset folder) always raise.
     """
     source = display_name(path)
     fmt = fmt or (detect_format(path) if path != "-" else None)
     if fmt == "arrow":
-        yield from _read_saved_dataset(path, batch_size)
+        yield from _read_saved_dataset(path, batch_size, on_bad)
         return
     if fmt == "parquet":
-        yield from _read_parquet(path, source, batch_size)
+        yield from _read_parquet(path, source, batch_size, on_bad)
         return
     stream = _open_bytes(path)
+    owned = path != "-"
     try:
         if fmt is None:  # stdin: sniff the first byte without losing it
             head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
@@ -347,13 +566,13 @@ def read_batches(
             elif fmt == "json":
                 yield from _read_json_array(stream, source, batch_size, on_bad)
             elif fmt in ("csv", "tsv"):
-                yield from _read_delimited(stream, source, batch_size, "," if fmt == "csv" else "\t")
+                yield from _read_delimited(stream, source, batch_size, "," if fmt == "csv" else "\t", on_bad)
             else:
                 raise InputError(source, f"unknown input format {fmt!r}; use one of {', '.join(INPUT_FORMATS)}")
         except (gzip.BadGzipFile, EOFError, OSError) as exc:
             raise InputError(source, f"cannot read: {exc}") from None
     finally:
-        if stream is not sys.stdin.buffer:
+        if owned:
             stream.close()
 
 
@@ -362,46 +581,134 @@ def read_records(path: str, **kwargs: Any) -> list[Record]:
     return [r for batch in read_batches(path, **kwargs) for r in batch.records]
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def dumps(record: Record) -> str:
     """The one JSON line format of every stage: canonical key order is the caller's, UTF-8 kept as is.
 
     One encoder built once: json.dumps with options builds a new encoder per call, a cost paid per row.
+    NaN and Infinity raise ValueError instead of becoming non-JSON text; the readers reject rows holding them
+    (``non_finite_number``), so only a stage's own arithmetic can trip this.
     """
     return _ENCODER.encode(record)
 
 
+def named_os_error(exc: OSError, path: str | os.PathLike[str]) -> OSError:
+    """The same error, naming ``path``: a write to a temp descriptor fails without saying which output it was."""
+    return OSError(exc.errno, exc.strerror, str(path))
+
+
+class _TargetWriter(io.BufferedWriter):
+    """A buffered temp file whose write errors (a full disk, a file-size limit) name the target path."""
+
+    target = ""
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise named_os_error(exc, self.target) from None
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            raise named_os_error(exc, self.target) from None
+
+
+def name_stdout_errors() -> None:
+    """Make write errors on standard output name ``<stdout>`` (a full disk behind ``> file``), like files do."""
+    out = sys.stdout
+    if out is None or not isinstance(out, io.TextIOWrapper) or isinstance(out.buffer, _TargetWriter):
+        return
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    out.flush()
+    buffer = _TargetWriter(io.FileIO(fd, "w", closefd=False))
+    buffer.target = STDOUT
+    sys.stdout = io.TextIOWrapper(buffer, encoding=out.encoding, errors=out.errors, line_buffering=out.line_buffering)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """What a plain ``open(path, "w")`` would give: an existing file keeps its permission bits (as the shell's
+    ``>`` does), a new one gets 0666 minus the umask. mkstemp alone makes every output 0600."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 class AtomicFile:
-    """A file that appears at ``path`` only when closed without error: temp file + rename in the same folder."""
+    """A file that appears at ``path`` only when closed without error: temp file + rename in the same folder.
+
+    The temp (``.NAME.XXXXXXXX.tmp``) is locked by this process for its whole life, and temps of ``path`` that
+    a killed run left behind are removed first (:mod:`dataprep.temps`). Any failure, including one in the final
+    flush, fsync or rename, removes the temp. OSErrors name ``path``, never the temp.
+    """
 
     def __init__(self, path: str | os.PathLike[str], mode: str = "w") -> None:
         self.path = Path(path)
         encoding = "utf-8" if "b" not in mode else None
         self.tmp: str | None = None
+        if self.path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder; give the path of a file to write", str(self.path))
         if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
             # /dev/null, /dev/stdout, a FIFO or a link: renaming over it would replace the node itself (as root,
             # for the whole machine), so write through it instead, without atomicity.
-            self.handle: IO[Any] = open(self.path, mode, encoding=encoding)  # noqa: SIM115 - closed in commit/abort
+            try:
+                self.handle: IO[Any] = open(self.path, mode, encoding=encoding)  # noqa: SIM115 - closed in commit/abort
+            except OSError as exc:
+                raise named_os_error(exc, self.path) from None
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.handle = os.fdopen(fd, mode, encoding=encoding)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.path, "file")
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            raise named_os_error(exc, self.path) from None
+        try:
+            lock_temp(fd)
+            os.fchmod(fd, _new_file_mode(self.path))
+            raw = _TargetWriter(io.FileIO(fd, "w"))
+        except OSError as exc:
+            os.close(fd)
+            os.unlink(self.tmp)
+            raise named_os_error(exc, self.path) from None
+        raw.target = str(self.path)
+        self.handle = raw if encoding is None else io.TextIOWrapper(raw, encoding=encoding)
 
     def commit(self) -> None:
-        self.handle.flush()
-        if self.tmp is None:
+        """Flush, fsync and rename into place while still holding the temp's lock; on any failure, abort."""
+        try:
+            self.handle.flush()
+            if self.tmp is None:
+                self.handle.close()
+                return
+            os.fsync(self.handle.fileno())
+            os.replace(self.tmp, self.path)
+            self.tmp = None
             self.handle.close()
-            return
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise named_os_error(exc, self.path) from None
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        self.handle.close()
-        if self.tmp is not None and os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        """Remove the temp, then close: a close that fails (its flush hits the full disk again) cannot keep it."""
+        if self.tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+            self.tmp = None
+        with contextlib.suppress(OSError, ValueError):
+            self.handle.close()
 
     def __enter__(self) -> AtomicFile:
         return self

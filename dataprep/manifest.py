@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -185,11 +184,12 @@ def _hash_stream(stream: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str,
 def hash_input(arg: str, spool_dir: str, split: str | None = None) -> InputFile:
     """sha256 of an input's bytes; stdin is copied to a spool file while hashing, so it can be read afterwards."""
     if arg == "-":
-        from dataprep.io import detect_format
+        from dataprep.io import detect_format, stdin_bytes
 
+        source = stdin_bytes()
         fd, spool = tempfile.mkstemp(prefix="stdin-", dir=spool_dir)
         with os.fdopen(fd, "wb") as sink:
-            sha, size = _hash_stream(sys.stdin.buffer, sink)
+            sha, size = _hash_stream(source, sink)
         with open(spool, "rb") as f:
             head = f.read(64)
         return InputFile(display_name(arg), spool, sha, size, split, detect_format("-", head))
@@ -231,23 +231,6 @@ def key_parts(
         "tokenizer_sha256": tokenizer_sha256,
         "template": template,
     }
-
-
-def check_target(outdir: str | Path) -> None:
-    """Refuse to replace a folder dataprep did not write: a non-empty OUTDIR without a manifest is someone else's.
-
-    ``--force`` does not override this (it only redoes an up-to-date folder): a mistyped ``-o`` must never delete
-    a user's data.
-    """
-    path = Path(outdir)
-    if path.exists() and not path.is_dir():
-        raise DataprepError(f"{outdir}: exists and is not a folder")
-    if path.is_dir() and not (path / MANIFEST).is_file() and any(path.iterdir()):
-        raise DataprepError(
-            f"{outdir}: folder exists and was not written by dataprep (no {MANIFEST}); dataprep replaces only "
-            "folders it wrote",
-            hint="pick another -o, or remove that folder yourself",
-        )
 
 
 def split_order(names: list[str]) -> list[str]:

@@ -1,12 +1,13 @@
 """Output folders that appear whole or not at all: built hidden beside the target, swapped in at the end.
 
-A folder is built in ``.NAME.tmp-PID-XXXX`` beside ``NAME``. Committing renames an existing ``NAME`` aside to
-``.NAME.old-PID-XXXX``, renames the new folder in, and only then removes the old one; if the second rename fails,
-the old folder is renamed back, so a failed commit leaves ``NAME`` exactly as it was, never absent.
+A folder is built in ``.NAME.tmp-XXXXXXXX`` beside ``NAME``. Committing renames an existing ``NAME`` aside to
+``.NAME.old-XXXXXXXX``, renames the new folder in, and only then removes the old one; if the second rename
+fails, the old folder is renamed back, so a failed commit leaves ``NAME`` exactly as it was, never absent.
 
-A run killed between those steps leaves hidden folders. The PID in their names tells whose they are: the next run
-on the same target removes those whose process is gone, and puts an orphaned ``.NAME.old-*`` back when ``NAME``
-itself is missing (a crash between the two renames). Folders of a live process are never touched.
+A run killed between those steps leaves hidden folders. Each is locked by its process while it lives
+(:mod:`dataprep.temps`), so the next run on the same target removes the unlocked ones, and puts an orphaned
+``.NAME.old-*`` back when ``NAME`` itself is missing (a crash between the two renames). Folders of a live run
+are never touched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,19 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-_HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[^/]+$")
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
+from dataprep.temps import lock_temp, open_dir, remove_stale_temps, stale_temps
 
 
 def clean_stale(target: Path) -> list[Path]:
@@ -42,46 +30,52 @@ def clean_stale(target: Path) -> list[Path]:
 
     Returns what was removed or restored, so a caller can say so.
     """
-    touched: list[Path] = []
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        return touched
-    for entry in sorted(parent.iterdir()):
-        m = _HIDDEN.match(entry.name)
-        if m is None or m["name"] != target.name or _alive(int(m["pid"])):
-            continue
-        if m["kind"] == "old" and not target.exists():
-            kept = entry / "old" if (entry / "old").exists() else entry
-            os.replace(kept, target)
-            if kept != entry:
-                shutil.rmtree(entry, ignore_errors=True)
-        else:
-            shutil.rmtree(entry, ignore_errors=True)
-        touched.append(entry)
+    touched = remove_stale_temps(target, "dir")
+    for aside in stale_temps(target, "old"):
+        with contextlib.suppress(OSError):
+            kept = aside / "old"
+            if not target.exists() and kept.is_dir():
+                os.replace(kept, target)
+            shutil.rmtree(aside)
+            touched.append(aside)
     return touched
 
 
-def _hidden_dir(target: Path, kind: str) -> Path:
-    parent = target.parent if str(target.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}-{os.getpid()}-", dir=parent))
+class _Hidden:
+    """A hidden folder beside ``target``, locked by this process for as long as it exists."""
+
+    def __init__(self, target: Path, kind: str) -> None:
+        parent = target.parent if str(target.parent) else Path(".")
+        parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}-", dir=parent))
+        self._fd = open_dir(self.path)
+        lock_temp(self._fd)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def swap_in(new: Path, target: Path) -> None:
     """Put folder ``new`` at ``target``; an existing ``target`` is replaced, or restored if that fails."""
     aside = None
     if target.exists():
-        aside = _hidden_dir(target, "old")
-        os.replace(target, aside / "old")
+        aside = _Hidden(target, "old")
+        os.replace(target, aside.path / "old")
     try:
         os.replace(new, target)
     except BaseException:
         if aside is not None:
-            os.replace(aside / "old", target)
-            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(aside.path / "old", target)
+            aside.remove()
         raise
     if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        aside.remove()
 
 
 class Staging:
@@ -90,7 +84,8 @@ class Staging:
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
         clean_stale(self.target)
-        self.work = _hidden_dir(self.target, "tmp")
+        self._hidden = _Hidden(self.target, "tmp")
+        self.work = self._hidden.path
         self.path = self.work / "out"
         self.path.mkdir()
 
@@ -98,10 +93,10 @@ class Staging:
         try:
             swap_in(self.path, self.target)
         finally:
-            shutil.rmtree(self.work, ignore_errors=True)
+            self._hidden.remove()
 
     def abort(self) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)
+        self._hidden.remove()
 
 
 class OutputDir(Staging):

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from dataprep.io import AtomicFile, Batch, dumps
+from dataprep.io import AtomicFile, Batch, dumps, named_os_error
 from dataprep.records import Record
 
 
@@ -154,15 +154,12 @@ def _settle(emitted: tuple[Sequence[Any], list[Rejected]], batch: Batch | None, 
 
 
 def _commit_rejects(report: StageReport) -> None:
-    from dataprep.errors import DataprepError
-
+    """Commit the rejects file after the output; if that fails the output stays, and the error names the file."""
     try:
         report.close(ok=True)
     except OSError as exc:
         report.close(ok=False)
-        raise DataprepError(
-            f"{report.rejects_path}: the output was written, but the rejects file could not be: {exc.strerror}"
-        ) from None
+        raise named_os_error(exc, report.rejects_path or "--rejects") from None
 
 
 def survivors(batch: Batch, kept: list[Record], rejected: list[Rejected]) -> Batch:

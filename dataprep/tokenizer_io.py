@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import DataprepError
+from dataprep.errors import DataprepError, InputError
 
 HASH_CHUNK = 1 << 20
 
@@ -27,7 +27,15 @@ def sha256_file(path: str | Path) -> str:
 
 
 def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> Any:
-    """``AutoTokenizer.from_pretrained(spec)`` with one-line errors; a slow (Python) tokenizer is refused."""
+    """``AutoTokenizer.from_pretrained(spec)`` with one-line errors; a slow (Python) tokenizer is refused.
+
+    A spec that is written as a path (``./tok``, ``/abs/tok``, ``a/b/c``) and does not exist fails at once with
+    exit status 2, instead of being tried as a hub id.
+    """
+    from dataprep.paths import looks_like_path
+
+    if looks_like_path(spec) and not Path(spec).exists():
+        raise InputError(spec, "no such tokenizer folder")
     from transformers import AutoTokenizer
 
     try:

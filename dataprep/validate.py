@@ -4,20 +4,36 @@ Validation is the gate before normalize: it finds the mixed types and missing fi
 deep inside a training run as an Arrow cast error. The report lists every error of every record (none is
 dropped for being "less relevant"), sorted by JSON pointer inside a record so the output is byte-stable.
 An unreadable file does not stop the others from being checked; it is reported and makes the run fail.
+
+Evaluation is bounded. The schema is checked at load (``dataprep.schemas``: local references only, no
+in-place cycles, no exponential ``anyOf`` nesting), and each record gets a wall-clock budget
+(``record_timeout``): a backtracking ``pattern`` such as ``^(a|aa)+$`` on a hostile value stops there and the
+record is reported as not checkable, instead of hanging the run. The budget is a SIGALRM timer, because the
+regular-expression engine only yields to signals; it is armed only on the main thread (elsewhere records are
+unbounded, as in plain jsonschema).
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
-from dataprep.errors import InputError
+from referencing.exceptions import Unresolvable
+
+from dataprep.errors import InputError, UsageProblem
 from dataprep.io import detect_format, display_name, read_batches
-from dataprep.schemas import load_schema
+from dataprep.schemas import load_schema, schema_registry
 
 LINE_PER_RECORD = ("jsonl", "csv", "tsv")
+# Records Python's json would read but that are not JSON data anyone can rely on: reported as invalid records
+# (exit 1), while the rest of the file is still checked. Other reader faults make the file unreadable (exit 2).
+RECORD_FAULTS = frozenset(("duplicate_key", "non_finite_number", "invalid_unicode", "too_deeply_nested"))
 MAX_MESSAGE_CHARS = 300
+RECORD_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -143,16 +159,83 @@ def _short(message: str) -> str:
 
 
 def _location_line(exc: InputError, source: str) -> int | None:
-    _, _, tail = exc.location.rpartition(":")
-    return int(tail) if exc.location.startswith(source) and tail.isdigit() else None
+    return _where(exc.location, source)[0]
+
+
+def _where(location: str, source: str) -> tuple[int | None, int | None]:
+    """(line, index) of a reader location: ``file:12`` or, for files without lines, ``file[3]``."""
+    tail = location[len(source):] if location.startswith(source) else ""
+    if tail[1:].isdigit() and tail[0] == ":":
+        return int(tail[1:]), None
+    if tail.startswith("[") and tail.endswith("]") and tail[1:-1].isdigit():
+        return None, int(tail[1:-1])
+    return None, None
 
 
 def make_validator(schema: str) -> Any:
-    """A validator for a shipped schema name or a schema file, of the draft the schema declares."""
+    """A validator for a shipped schema name or a schema file, of the draft the schema declares.
+
+    It resolves ``$ref`` through :func:`dataprep.schemas.schema_registry`, which never retrieves anything.
+    """
     from jsonschema import Draft202012Validator, validators
 
     document = load_schema(schema)
-    return validators.validator_for(document, default=Draft202012Validator)(document)
+    return validators.validator_for(document, default=Draft202012Validator)(document, registry=schema_registry())
+
+
+class _OutOfTime(BaseException):
+    """Raised by the timer's signal handler; a BaseException so no ``except Exception`` in jsonschema eats it."""
+
+
+class RecordTimer:
+    """A per-record wall-clock budget: ``with timer: ... timer.run(fn)`` raises _OutOfTime past ``seconds``."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.armed = (seconds is not None and hasattr(signal, "setitimer")
+                      and threading.current_thread() is threading.main_thread())
+        self._previous: Any = None
+
+    def __enter__(self) -> RecordTimer:
+        if self.armed and signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+            self.armed = False  # the process already has a real-time alarm of its own: leave it alone
+        if self.armed:
+            self._previous = signal.signal(signal.SIGALRM, self._expire)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)
+
+    @staticmethod
+    def _expire(signum: int, frame: FrameType | None) -> None:
+        raise _OutOfTime
+
+    def errors(self, validator: Any, record: Any) -> list[Any]:
+        """All errors of ``record``, sorted; _OutOfTime when the budget runs out first."""
+        if not self.armed:
+            return sorted(validator.iter_errors(record), key=_sort_key)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            return sorted(validator.iter_errors(record), key=_sort_key)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _record_problems(timer: RecordTimer, validator: Any, record: Any) -> list[tuple[str, str]]:
+    """(pointer, message) for each error of one record; a record that cannot be checked is one problem."""
+    try:
+        try:
+            errors = timer.errors(validator, record)
+        except RecursionError:
+            return [("/", "nested too deeply to check against this schema")]
+        except Unresolvable as exc:  # load_schema resolved every $ref; this is a dynamic one it could not see
+            raise UsageProblem(f"schema reference cannot be resolved: {exc}") from None
+    except _OutOfTime:
+        return [("/", f"not checked: the schema took longer than {timer.seconds:g} s on this record "
+                      "(a backtracking pattern or nested anyOf/oneOf?); see --record-timeout")]
+    return [(json_pointer(e.absolute_path), _short(e.message)) for e in errors]
 
 
 def validate_files(
@@ -161,8 +244,12 @@ def validate_files(
     *,
     max_errors: int | None = None,
     input_format: str | None = None,
+    record_timeout: float | None = RECORD_TIMEOUT,
 ) -> ValidationReport:
     """Check every record of every file against ``schema`` (a shipped name or a path).
+
+    ``record_timeout`` bounds the seconds spent on one record (None: no bound); a record over it is reported
+    as not checked and counts as invalid, so the run fails.
 
     A file with no records is an error ("no records"): a CI job fed an empty file by mistake should fail.
     An unreadable file (missing, malformed JSON, not UTF-8) is kept in ``report.unreadable``; the records
@@ -170,29 +257,43 @@ def validate_files(
     """
     validator = make_validator(schema)
     report = ValidationReport(schema=schema, max_errors=max_errors)
-    for path in paths:
-        source = display_name(path)
-        fmt = input_format or (detect_format(path) if path != "-" else None)
-        result = FileResult(source, line_per_record=fmt in LINE_PER_RECORD)
-        report.files.append(result)
-        try:
-            for batch in read_batches(path, fmt=input_format):
-                for i, record in enumerate(batch.records):
-                    errors = sorted(validator.iter_errors(record), key=_sort_key)
-                    result.records += 1
-                    if not errors:
-                        continue
-                    result.invalid_records += 1
-                    line = batch.lines[i] or None
-                    for error in errors:
-                        pointer = json_pointer(error.absolute_path)
-                        report.add(result, Problem(batch.source, line, batch.indexes[i], pointer, _short(error.message)))
-        except InputError as exc:
-            result.unreadable = True
-            report.unreadable.append(exc)
-            message = str(exc)[len(exc.location) + 2:]
-            report.problems.append(Problem(source, _location_line(exc, source), None, None, message))
-            continue
-        if result.records == 0:
-            report.add(result, Problem(source, None, None, None, "no records"))
+    with RecordTimer(record_timeout) as timer:
+        for path in paths:
+            _check_file(path, validator, timer, report, input_format)
     return report
+
+
+def _check_file(path: str, validator: Any, timer: RecordTimer, report: ValidationReport,
+                input_format: str | None) -> None:
+    source = display_name(path)
+    fmt = input_format or (detect_format(path) if path != "-" else None)
+    result = FileResult(source, line_per_record=fmt in LINE_PER_RECORD)
+    report.files.append(result)
+
+    def record_fault(location: str, reason: str, detail: str, raw: str) -> None:
+        if reason not in RECORD_FAULTS:
+            raise InputError(location, detail)
+        result.records += 1
+        result.invalid_records += 1
+        line, index = _where(location, source)
+        report.add(result, Problem(source, line, index, "/", detail))
+
+    try:
+        for batch in read_batches(path, fmt=input_format, on_bad=record_fault):
+            for i, record in enumerate(batch.records):
+                problems = _record_problems(timer, validator, record)
+                result.records += 1
+                if not problems:
+                    continue
+                result.invalid_records += 1
+                line = batch.lines[i] or None
+                for pointer, message in problems:
+                    report.add(result, Problem(batch.source, line, batch.indexes[i], pointer, message))
+    except InputError as exc:
+        result.unreadable = True
+        report.unreadable.append(exc)
+        message = str(exc)[len(exc.location) + 2:]
+        report.problems.append(Problem(source, _location_line(exc, source), None, None, message))
+        return
+    if result.records == 0:
+        report.add(result, Problem(source, None, None, None, "no records"))

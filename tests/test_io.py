@@ -6,6 +6,7 @@ import codecs
 import io
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -342,3 +343,257 @@ def test_atomic_file_appears_only_on_success(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == "whole"
     assert leftovers(target.parent) == ["report.txt"]
     assert not any(name.endswith(".tmp") for name in os.listdir(target.parent))
+
+
+# --- one bad row never kills a run (issue 10, item 6) -------------------------------------------------------------
+
+CANON = '{"id":"x","prefix":"","prompt":"p","query":"","response":"r","history":[]}'
+DEEP = '{"id":"d","prompt":"p","response":"r","meta":{"x":' + "[" * 100_000 + "]" * 100_000 + "}}"
+
+
+@pytest.mark.parametrize(
+    ("line", "reason", "detail"),
+    [
+        ('{"id":"s1","response":"\\ud800"}', "invalid_unicode",
+         "lone surrogate \\ud800 in a string (not a character; cannot be written as UTF-8)"),
+        ('{"id":"s2","response":"ok","meta":{"k\\udc80":1}}', "invalid_unicode",
+         "lone surrogate \\udc80 in a string (not a character; cannot be written as UTF-8)"),
+        (DEEP, "too_deeply_nested", f"nested too deeply to read (the limit is about {sys.getrecursionlimit():,} levels)"),
+        ('{"id":"n","meta":{"score":NaN}}', "non_finite_number",
+         "NaN is not a JSON number (RFC 8259); no strict reader accepts it"),
+        ('{"id":"i","meta":{"s":-Infinity}}', "non_finite_number",
+         "-Infinity is not a JSON number (RFC 8259); no strict reader accepts it"),
+        ('{"id":"dup","prompt":"first","prompt":"second"}', "duplicate_key",
+         "duplicate key 'prompt' in one object (which value is meant is unknowable)"),
+        ('{"id":"dup2","meta":{"a":1,"b":{"c":1,"c":2}}}', "duplicate_key",
+         "duplicate key 'c' in one object (which value is meant is unknowable)"),
+    ],
+)
+def test_jsonl_rows_json_accepts_but_must_not_carry_on(tmp_path: Path, line: str, reason: str, detail: str) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text(f"{CANON}\n{line}\n{CANON}\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_records(str(path))
+    assert str(info.value) == f"{path}:2: {detail}"
+    assert info.value.exit_code == 2
+    seen, on_bad = collect_bad()
+    batches = list(read_batches(str(path), on_bad=on_bad))
+    assert [n for b in batches for n in b.lines] == [1, 3]
+    assert seen == [(f"{path}:2", reason, detail, line)]
+    assert dumps({"raw": seen[0][3]}).encode("utf-8")  # the raw line itself can go to a rejects file
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"a":"\\ud83d\\ude00"}\n{"b":"\\\\ud800 is how you write it"}\n', encoding="utf-8")
+    assert read_records(str(path)) == [{"a": "😀"}, {"b": "\\ud800 is how you write it"}]
+
+
+def test_json_array_elements_are_rejected_and_reading_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('[\n{"a": 1},\n{"a": NaN},\n{"b": 1, "b": 2},\n{"c": "\\udfff"},\n{"a": 2}\n]', encoding="utf-8")
+    seen, on_bad = collect_bad()
+    [batch] = read_batches(str(path), on_bad=on_bad)
+    assert (batch.records, batch.lines, batch.indexes) == ([{"a": 1}, {"a": 2}], [2, 6], [0, 4])
+    assert [(loc.rsplit(":", 1)[1], reason, raw) for loc, reason, _, raw in seen] == [
+        ("3", "non_finite_number", '{"a": NaN}'), ("4", "duplicate_key", '{"b": 1, "b": 2}'),
+        ("5", "invalid_unicode", '{"c": "\\udfff"}')]
+    with pytest.raises(InputError, match=r"x\.json:3: NaN is not a JSON number"):
+        read_records(str(path))
+
+
+def test_deep_nesting_in_a_json_array_is_a_clean_error(tmp_path: Path) -> None:
+    """Where a too-deep element ends cannot be found without recursing, so the file stops with its line."""
+    path = tmp_path / "x.json"
+    path.write_text(f"[\n{CANON},\n{DEEP}\n]", encoding="utf-8")
+    seen, on_bad = collect_bad()
+    with pytest.raises(InputError, match=r"x\.json:3: nested too deeply to read"):
+        read_records(str(path), on_bad=on_bad)
+
+
+def test_a_single_object_file_with_a_bad_value(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    path.write_text('{"a": Infinity}', encoding="utf-8")
+    seen, on_bad = collect_bad()
+    assert read_records(str(path), on_bad=on_bad) == []
+    assert [reason for _, reason, _, _ in seen] == ["non_finite_number"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason", "detail", "raw", "kept_lines"),
+    [
+        ("x.csv", 'id,prompt,response\nc1,"a\nb",r\nc2,too,many,x\nc3,ok,r\n', "malformed_csv",
+         "expected 3 columns, got 4", "c2,too,many,x", [2, 5]),
+        ("x.tsv", "id\tprompt\tresponse\nt1\tok\tr\nt2\t\"has\ttab\"\tr\nt3\tx\ty\n", "malformed_tsv",
+         "expected 3 columns, got 4", 't2\t"has\ttab"\tr', [2, 4]),
+        ("x.csv", "id,prompt,response\nc1,ok,r\nc2\nc3,ok,r\n", "malformed_csv", "expected 3 columns, got 1", "c2", [2, 4]),
+    ],
+)
+def test_ragged_delimited_rows_go_to_on_bad(tmp_path: Path, name: str, text: str, reason: str, detail: str, raw: str,
+                                            kept_lines: list[int]) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    seen, on_bad = collect_bad()
+    batches = list(read_batches(str(path), on_bad=on_bad))
+    assert [n for b in batches for n in b.lines] == kept_lines
+    [(location, got_reason, got_detail, got_raw)] = seen
+    assert (got_reason, got_detail, got_raw) == (reason, detail, raw)
+    with pytest.raises(InputError, match=rf"{name}:{location.rsplit(':', 1)[1]}: {detail}$"):
+        read_records(str(path))
+
+
+def test_a_long_csv_field_is_data_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("id,response\nc1," + "w" * 300_000 + "\n", encoding="utf-8")
+    assert len(read_records(str(path))[0]["response"]) == 300_000
+
+
+def write_parquet(path: Path, columns: dict) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def test_parquet_meta_that_is_not_json_stays_text(tmp_path: Path) -> None:
+    """Only strict JSON object text becomes an object again; anything else is kept as it is, never a crash."""
+    path = write_parquet(tmp_path / "x.parquet", {"id": ["a", "b", "c", "d"],
+                                                   "meta": ['{"ok":1}', "{not json", '{"s": NaN}', "plain text"]})
+    assert [r["meta"] for r in read_records(str(path))] == [{"ok": 1}, "{not json", '{"s": NaN}', "plain text"]
+
+
+def test_parquet_rows_with_nan_or_infinity_are_rejected(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "x.parquet", {"id": ["a", "b", "c", "d"],
+                                                   "score": [1.5, float("nan"), None, 2.0],
+                                                   "marks": [[1.0], [2.0], [float("-inf")], []]})
+    seen, on_bad = collect_bad()
+    [batch] = read_batches(str(path), on_bad=on_bad)
+    assert (batch.records, batch.indexes) == ([{"id": "a", "score": 1.5, "marks": [1.0]},
+                                               {"id": "d", "score": 2.0, "marks": []}], [0, 3])
+    assert [(loc, reason, detail) for loc, reason, detail, _ in seen] == [
+        (f"{path}[1]", "non_finite_number", "score: nan is not a JSON number (RFC 8259)"),
+        (f"{path}[2]", "non_finite_number", "marks: -inf is not a JSON number (RFC 8259)")]
+    assert json.loads(seen[0][3]) == {"id": "b", "score": "nan", "marks": [2.0]}  # the raw row is valid JSON
+    with pytest.raises(InputError, match=r"x\.parquet\[1\]: score: nan is not a JSON number"):
+        read_records(str(path))
+
+
+def saved_dataset(tmp_path: Path) -> Path:
+    import datasets
+
+    folder = tmp_path / "saved"
+    datasets.Dataset.from_list([{"id": "a", "prompt": "p", "response": "r"}]).save_to_disk(str(folder))
+    return folder
+
+
+def test_a_saved_dataset_reads(tmp_path: Path) -> None:
+    assert read_records(str(saved_dataset(tmp_path))) == [{"id": "a", "prompt": "p", "response": "r"}]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "state.json").write_text("{garbage"),
+         "damaged saved dataset: state.json: Expecting property name enclosed in double quotes"),
+        (lambda d: (d / "state.json").write_text('{"_data_files": 7}'),
+         "damaged saved dataset: state.json lists no data files"),
+        (lambda d: next(d.glob("*.arrow")).unlink(), "damaged saved dataset: data-00000-of-00001.arrow is missing"),
+        (lambda d: next(d.glob("*.arrow")).write_bytes(os.urandom(5000)),
+         "damaged saved dataset: data-00000-of-00001.arrow is not Arrow stream data"),
+        (lambda d: (d / "dataset_dict.json").write_text('{"splits": "train"}'),
+         "damaged saved dataset: dataset_dict.json has no list of splits"),
+    ],
+)
+def test_a_damaged_saved_dataset_is_an_input_error_naming_the_folder(tmp_path: Path, damage, message: str) -> None:
+    folder = saved_dataset(tmp_path)
+    damage(folder)
+    with pytest.raises(InputError) as info:
+        read_records(str(folder))
+    assert str(info.value).startswith(f"{folder}: {message}")
+    assert info.value.exit_code == 2
+
+
+def test_closed_stdin_is_a_clear_error(tmp_path: Path) -> None:
+    for stage in ("normalize", "filter", "validate -s canonical", "split --val-size 0.1"):
+        proc = subprocess.run(["bash", "-c", f'"$0" -m dataprep {stage} - <&-', sys.executable],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (stage, proc.stderr)
+        assert proc.stderr.splitlines()[-1] == "Error: <stdin>: standard input is closed (give a file path instead of -)"
+    # a file input does not need stdin at all
+    proc = subprocess.run(["bash", "-c", '"$0" -m dataprep filter "$1" -q <&-', sys.executable,
+                           str(DATA / "canonical.jsonl")], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout.count("\n")) == (0, 20)
+
+
+def test_dumps_refuses_nan() -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        dumps({"score": float("nan")})
+
+
+# --- AtomicFile: modes, failures, named errors (issue 10, items 3 and 8) ------------------------------------------
+
+
+def test_atomic_file_gets_the_umask_mode_or_keeps_the_old_one(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        for name, mode in (("a.jsonl", "w"), ("b.jsonl.gz", "wb")):
+            with AtomicFile(tmp_path / name, mode) as f:
+                f.handle.write("x" if mode == "w" else b"x")
+            assert (tmp_path / name).stat().st_mode & 0o777 == 0o640
+        (tmp_path / "a.jsonl").chmod(0o604)
+        with AtomicFile(tmp_path / "a.jsonl") as f:
+            f.handle.write("y")
+        assert (tmp_path / "a.jsonl").stat().st_mode & 0o777 == 0o604  # as the shell's `>` keeps it
+    finally:
+        os.umask(old)
+
+
+def run_with_file_size_limit(limit: int, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A real EFBIG: the child may not grow a file past ``limit`` bytes (``ulimit -f``)."""
+    import resource
+
+    def limit_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, preexec_fn=limit_size,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("size", [6_000, 200_000])  # fails in the final flush / while writing
+def test_a_failed_write_removes_its_temp_and_names_the_target(tmp_path: Path, size: int) -> None:
+    code = (
+        "import sys\nfrom dataprep.io import AtomicFile\n"
+        "try:\n"
+        "    with AtomicFile(sys.argv[1]) as f:\n"
+        "        f.handle.write('x' * int(sys.argv[2]))\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno, exc.filename, exc.strerror)\n"
+    )
+    proc = run_with_file_size_limit(4096, code, str(tmp_path / "out.jsonl"), str(size))
+    assert proc.stdout.strip() == f"27 {tmp_path / 'out.jsonl'} File too large", proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_folder_as_target_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError) as info:
+        AtomicFile(tmp_path)
+    assert (info.value.filename, info.value.strerror) == (str(tmp_path), "is a folder; give the path of a file to write")
+
+
+def test_a_missing_parent_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError) as info:
+        AtomicFile(tmp_path / "file" / "out.jsonl")
+    assert info.value.filename == str(tmp_path / "file" / "out.jsonl")
+
+
+def test_a_failed_rename_removes_the_temp(tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    f = AtomicFile(target)
+    f.handle.write("data")
+    target.mkdir()  # now the rename cannot replace it
+    with pytest.raises(OSError) as info:
+        f.commit()
+    assert info.value.filename == str(target)
+    assert os.listdir(tmp_path) == ["out.jsonl"]

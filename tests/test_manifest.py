@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 
@@ -51,22 +50,6 @@ def test_stdin_is_spooled_while_hashing(tmp_path, monkeypatch):
 def test_missing_input_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         mf.hash_input(str(tmp_path / "absent.jsonl"), str(tmp_path))
-
-
-def test_check_target_never_replaces_a_foreign_folder(tmp_path):
-    mf.check_target(tmp_path / "new")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    mf.check_target(empty)
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "x").write_text("x")
-    with pytest.raises(DataprepError, match="not written by dataprep"):
-        mf.check_target(foreign)
-    ours = tmp_path / "ours"
-    ours.mkdir()
-    (ours / mf.MANIFEST).write_text(json.dumps({"key": "k"}))
-    mf.check_target(ours)
 
 
 def sample_manifest() -> mf.Manifest:

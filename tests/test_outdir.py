@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from dataprep.outdir import OutputDir, Staging, clean_stale, swap_in
+from dataprep.temps import lock_temp, open_dir
 
 
 def names(folder: Path) -> list[str]:
@@ -63,30 +63,61 @@ def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
     assert names(tmp_path) == ["ds", "new"]
 
 
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+def aged(path: Path) -> Path:
+    """A hidden folder as a dead run leaves it: unlocked and older than the cleaner's grace period."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    return path
 
 
 def test_stale_temps_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     target = tmp_path / "ds"
     target.mkdir()
-    dead, live = dead_pid(), os.getpid()
-    (tmp_path / f".ds.tmp-{dead}-abc").mkdir()
-    (tmp_path / f".ds.tmp-{live}-def").mkdir()
-    (tmp_path / f".other.tmp-{dead}-abc").mkdir()
-    clean_stale(target)
-    assert names(tmp_path) == [f".ds.tmp-{live}-def", f".other.tmp-{dead}-abc", "ds"]
+    aged(tmp_path / ".ds.tmp-dead0000")
+    live = aged(tmp_path / ".ds.tmp-live0000")
+    aged(tmp_path / ".other.tmp-dead0000")
+    fd = open_dir(live)
+    assert lock_temp(fd)  # a live run holds its folder
+    try:
+        clean_stale(target)
+    finally:
+        os.close(fd)
+    assert names(tmp_path) == [".ds.tmp-live0000", ".other.tmp-dead0000", "ds"]
 
 
 def test_a_crash_between_the_renames_is_undone_by_the_next_run(tmp_path):
     """Killed after the old folder went aside and before the new one came in: the next run puts it back."""
     target = tmp_path / "ds"
-    aside = tmp_path / f".ds.old-{dead_pid()}-xyz"
+    aside = tmp_path / ".ds.old-dead0000"
     (aside / "old").mkdir(parents=True)
     (aside / "old" / "data.txt").write_text("precious")
+    aged(aside)
     staging = Staging(target)
     assert (target / "data.txt").read_text() == "precious"
     staging.abort()
     assert names(tmp_path) == ["ds"]
+
+
+def test_a_live_commit_holds_its_aside_folder(tmp_path):
+    """While the old folder is aside, another run does not restore or remove it (it is locked)."""
+    target = tmp_path / "ds"
+    target.mkdir()
+    (target / "v1").write_text("1")
+    staging = Staging(target)
+    (staging.path / "v2").write_text("2")
+    real_replace = os.replace
+    seen = []
+
+    def replace_and_clean(src, dst):
+        real_replace(src, dst)
+        if Path(dst).name == "old":  # the old folder just went aside: another run cleans now
+            os.utime(Path(dst).parent, (time.time() - 60, time.time() - 60))
+            seen.append(clean_stale(target))
+
+    os.replace = replace_and_clean
+    try:
+        staging.commit()
+    finally:
+        os.replace = real_replace
+    assert seen == [[]]
+    assert names(target) == ["v2"] and names(tmp_path) == ["ds"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from dataprep import schemas
 from dataprep.errors import InputError, UsageProblem
 from dataprep.records import from_messages, make_record
 from dataprep.schemas import SCHEMA_NAMES, load_schema, schema_path
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, invoke
 
 CANONICAL = Draft202012Validator(load_schema("canonical"))
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -206,3 +208,175 @@ def test_alpaca_history_and_optional_input() -> None:
     assert errors(alpaca, {"instruction": "i", "output": "o", "history": [], "category": 1, "id": 7}) == []
     assert errors(alpaca, {"instruction": "i", "output": "o", "history": [["u"]], "system": None}) == [
         "history/0: ['u'] is too short", "system: None is not of type 'string'"]
+
+
+# --- schemas never fetch; their evaluation is bounded (issue 10, items 2 and 7) ----------------------------------
+
+
+def write_schema(tmp_path: Path, document: object, name: str = "s.schema.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """A real HTTP server on localhost serving a schema that would reject every record; it counts requests."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            hits.append(self.path)
+            body = b'{"not": {}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_remote_ref_is_refused_at_load_and_never_fetched(tmp_path: Path, http_server) -> None:
+    url, hits = http_server
+    path = write_schema(tmp_path, {"properties": {"prompt": {"$ref": f"{url}/s.json"}}})
+    with pytest.raises(UsageProblem) as info:
+        load_schema(path)
+    assert str(info.value) == (f"{path}: /properties/prompt/$ref: '{url}/s.json' is a remote reference; "
+                               "dataprep never fetches schemas (copy it under $defs)")
+    assert info.value.exit_code == 2
+    assert hits == []
+
+
+def test_validate_with_a_remote_ref_is_exit_2_before_any_record(tmp_path: Path, http_server) -> None:
+    url, hits = http_server
+    path = write_schema(tmp_path, {"properties": {"prompt": {"$ref": f"{url}/s.json"}}})
+    result = invoke("validate", FIXTURES / "data" / "canonical.jsonl", "--schema", path)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"Error: {path}: /properties/prompt/$ref: '{url}/s.json' is a remote reference")
+    assert hits == []
+
+
+@pytest.mark.parametrize(
+    ("document", "pointer", "ref", "message"),
+    [
+        ({"properties": {"prompt": {"$ref": "file:///etc/passwd"}}}, "/properties/prompt", "file:///etc/passwd",
+         "is a file reference; dataprep follows none (copy the referenced schema under $defs)"),
+        # a relative ref under a file: $id would read a schema outside the schema's folder
+        ({"$id": "file:///tmp/schemas/s.json", "properties": {"p": {"$ref": "../outside.json"}}}, "/properties/p",
+         "../outside.json", "is a file reference; dataprep follows none (copy the referenced schema under $defs)"),
+        ({"items": {"$ref": "other.schema.json"}}, "/items", "other.schema.json",
+         "does not resolve inside this schema or a shipped one (urn:dataprep:schema:{alpaca,sharegpt,messages,"
+         "canonical}); nothing else is looked up"),
+        ({"$defs": {"a": {"type": "string"}}, "properties": {"p": {"$ref": "#/$defs/b"}}}, "/properties/p",
+         "#/$defs/b", "does not resolve inside this schema or a shipped one"),
+        ({"properties": {"p": {"$ref": "https://example.com/s.json"}}}, "/properties/p", "https://example.com/s.json",
+         "is a remote reference; dataprep never fetches schemas"),
+    ],
+)
+def test_refs_outside_the_document_are_usage_errors(tmp_path: Path, document: dict, pointer: str, ref: str,
+                                                     message: str) -> None:
+    path = write_schema(tmp_path, document)
+    with pytest.raises(UsageProblem) as info:
+        load_schema(path)
+    assert str(info.value).startswith(f"{path}: {pointer}/$ref: {ref!r} {message}")
+
+
+def test_a_file_ref_to_a_real_sibling_schema_is_not_read(tmp_path: Path) -> None:
+    """The sibling exists and would reject every record; it must not be opened, let alone applied."""
+    write_schema(tmp_path, {"not": {}}, "sibling.schema.json")
+    path = write_schema(tmp_path, {"$id": (tmp_path / "s.schema.json").as_uri(),
+                                   "properties": {"prompt": {"$ref": "sibling.schema.json"}}})
+    result = invoke("validate", FIXTURES / "data" / "canonical.jsonl", "--schema", path)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert "'sibling.schema.json' is a file reference" in result.stderr
+
+
+def test_refs_to_shipped_schemas_and_metaschemas_resolve_locally(tmp_path: Path) -> None:
+    path = write_schema(tmp_path, {
+        "allOf": [{"$ref": "urn:dataprep:schema:canonical"}],
+        "properties": {"meta": {"properties": {"schema": {"$ref": "https://json-schema.org/draft/2020-12/schema"}}}},
+    })
+    load_schema(path)
+    records = tmp_path / "rows.jsonl"
+    good = make_record(prompt="p", response="r", meta={"schema": {"type": "string"}})
+    bad = make_record(prompt="p", response="r", meta={"schema": {"type": "strnig"}})
+    records.write_text(json.dumps(good) + "\n" + json.dumps({**bad, "extra": 1}) + "\n", encoding="utf-8")
+    result = invoke("validate", records, "--schema", path)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == f"{records}:2: /: Additional properties are not allowed ('extra' was unexpected)"
+    assert f"{records}:2: /meta/schema/type: 'strnig' is not valid under any of the given schemas" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("document", "loop"),
+    [
+        ({"$ref": "#"}, "/ -> /"),
+        ({"$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"not": {"$ref": "#/$defs/a"}}},
+          "properties": {"prompt": {"$ref": "#/$defs/a"}}},
+         "/$defs/a -> /$defs/a/allOf/0 -> /$defs/b -> /$defs/b/not -> /$defs/a"),
+        ({"$defs": {"a": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"},
+         "/$defs/a -> /$defs/a/anyOf/1 -> /$defs/a"),
+    ],
+)
+def test_self_and_mutually_recursive_refs_are_refused_cleanly(tmp_path: Path, document: dict, loop: str) -> None:
+    path = write_schema(tmp_path, document)
+    with pytest.raises(UsageProblem) as info:
+        load_schema(path)
+    assert str(info.value) == (f"{path}: {loop}: the schema refers back to itself without going into the data, "
+                               "so checking a record would never end")
+    result = invoke("validate", FIXTURES / "data" / "canonical.jsonl", "--schema", path)
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"Error: {info.value}\n")
+
+
+def test_recursion_through_the_data_is_allowed(tmp_path: Path) -> None:
+    """A tree schema refers to itself one level down the data; every record bounds it, so it is fine."""
+    path = write_schema(tmp_path, {
+        "$defs": {"node": {"type": "object", "required": ["v"],
+                           "properties": {"v": {"type": "integer"}, "kids": {"items": {"$ref": "#/$defs/node"}}}}},
+        "properties": {"meta": {"$ref": "#/$defs/node"}},
+    })
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"meta": {"v": 1, "kids": [{"v": 2, "kids": [{"v": "3"}]}]}}) + "\n", encoding="utf-8")
+    result = invoke("validate", rows, "--schema", path)
+    assert result.exit_code == 1
+    assert result.stdout == f"{rows}:1: /meta/kids/0/kids/0/v: '3' is not of type 'integer'\n"
+
+
+def anyof_bomb(levels: int) -> dict:
+    """The report's payload: level i is anyOf of two refs to level i-1, so one value can take 2**levels checks."""
+    defs: dict = {"d0": {"type": "integer"}}
+    for i in range(1, levels + 1):
+        defs[f"d{i}"] = {"anyOf": [{"$ref": f"#/$defs/d{i - 1}"}, {"$ref": f"#/$defs/d{i - 1}"}]}
+    return {"$defs": defs, "properties": {"prompt": {"$ref": f"#/$defs/d{levels}"}}}
+
+
+def test_an_anyof_bomb_is_refused_at_load(tmp_path: Path) -> None:
+    path = write_schema(tmp_path, anyof_bomb(40))
+    proc = subprocess.run([sys.executable, "-m", "dataprep", "validate", str(FIXTURES / "data" / "canonical.jsonl"),
+                           "--schema", str(path)], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (f"Error: {path}: /$defs/d15: checking one value can take more than "
+                           f"{schemas.MAX_EXPANSION:,} subschema evaluations (anyOf/oneOf/allOf nested through $ref); "
+                           "simplify the schema\n")
+
+
+def test_a_small_anyof_nest_is_fine(tmp_path: Path) -> None:
+    path = write_schema(tmp_path, anyof_bomb(10))
+    assert load_schema(path)["$defs"]["d10"]["anyOf"][0] == {"$ref": "#/$defs/d9"}
+
+
+def test_shipped_schemas_pass_the_reference_check() -> None:
+    for name in SCHEMA_NAMES:
+        schemas.check_references(load_schema(name), name)

@@ -448,8 +448,8 @@ def test_stdin_and_named_splits(tmp_path):
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     missing = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", tmp_path / "nope")
-    assert missing.exit_code == 1
-    assert missing.stderr.startswith("Error: cannot load tokenizer") and missing.stderr.count("\n") == 1
+    assert missing.exit_code == 2  # a missing path is exit 2 in every command
+    assert missing.stderr == f"Error: {tmp_path / 'nope'}: no such tokenizer folder\n"
     wrong = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--label", "x")
     assert wrong.exit_code == 2 and "--label only applies with --task classification" in wrong.stderr
     both = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--mask-history", "--train-on-prompt")
@@ -461,8 +461,8 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     (foreign / "keep.txt").write_text("mine")
     for force in ([], ["--force"]):  # --force redoes our own folders; it never deletes someone else's
         refused = run_cli(CANONICAL, "-o", foreign, "--tokenizer", TINY_BPE, *force)
-        assert refused.exit_code == 1 and "not written by dataprep" in refused.stderr
-        assert "remove that folder yourself" in refused.stderr
+        assert refused.exit_code == 2 and "not written by dataprep" in refused.stderr
+        assert "remove it yourself" in refused.stderr
         assert (foreign / "keep.txt").read_text() == "mine"
     no_template = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", GPT2) if GPT2.is_dir() else None
     if no_template is not None:

@@ -358,3 +358,107 @@ def test_real_sharegpt_is_not_alpaca(shared_data: Path) -> None:
     report = json.loads(result.stdout)
     assert result.exit_code == 1
     assert (report["invalid_records"], report["error_count"], len(report["errors"])) == (300, 600, 3)
+
+
+# --- bounded evaluation, strict reading, honest exit codes (issue 10, items 2, 6, 7, 8) --------------------------
+
+
+def test_a_backtracking_pattern_is_stopped_per_record(tmp_path: Path) -> None:
+    """The report's ReDoS payloads: one hostile value costs at most --record-timeout; the other records are
+    still checked, and the run fails because a record could not be checked."""
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "aa"}, {"prompt": "a" * 40 + "!"}, {"prompt": "b"}])
+    for pattern in ("^(a+)+$", "^(a|aa)+$"):
+        schema = tmp_path / "redos.schema.json"
+        schema.write_text(json.dumps({"properties": {"prompt": {"pattern": pattern}}}), encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "dataprep", "validate", str(rows), "--schema", str(schema),
+                               "--record-timeout", "0.5"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1
+        assert proc.stdout.splitlines() == [
+            f"{rows}:2: /: not checked: the schema took longer than 0.5 s on this record (a backtracking pattern "
+            "or nested anyOf/oneOf?); see --record-timeout",
+            f"{rows}:3: /prompt: 'b' does not match {pattern!r}",
+        ]
+        assert proc.stderr == summary(1, 3, 2, 2)
+
+
+def test_the_timer_leaves_no_alarm_behind(tmp_path: Path) -> None:
+    import signal
+
+    before = signal.getsignal(signal.SIGALRM)
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": "i", "output": "o"}])
+    assert validate_files([str(rows)], "alpaca", record_timeout=0.5).valid
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_data_too_deep_for_a_recursive_schema_is_a_record_problem(tmp_path: Path) -> None:
+    schema = tmp_path / "tree.schema.json"
+    schema.write_text(json.dumps({"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}},
+                                  "properties": {"x": {"$ref": "#/$defs/n"}}}), encoding="utf-8")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"x": [[["ok"]]]}\n{"x": ' + "[" * 600 + "]" * 600 + '}\n{"x": 1}\n', encoding="utf-8")
+    result = invoke("validate", rows, "--schema", schema)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{rows}:1: /x/0/0/0: 'ok' is not of type 'array'",
+        f"{rows}:2: /: nested too deeply to check against this schema",
+        f"{rows}:3: /x: 1 is not of type 'array'",
+    ]
+
+
+def test_duplicate_keys_nan_and_lone_surrogates_make_records_invalid(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"instruction": "i", "output": "o"}\n'
+        '{"instruction": "i", "instruction": "j", "output": "o"}\n'
+        '{"instruction": "i", "output": "o", "score": NaN}\n'
+        '{"instruction": "\\ud800", "output": "o"}\n'
+        '{"instruction": "i"}\n', encoding="utf-8")
+    result = invoke("validate", rows, "--schema", "alpaca")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{rows}:2: /: duplicate key 'instruction' in one object (which value is meant is unknowable)",
+        f"{rows}:3: /: NaN is not a JSON number (RFC 8259); no strict reader accepts it",
+        f"{rows}:4: /: lone surrogate \\ud800 in a string (not a character; cannot be written as UTF-8)",
+        f"{rows}:5: /: 'output' is a required property",
+    ]
+    assert result.stderr == summary(1, 5, 4, 4)
+    report = json.loads(invoke("validate", rows, "--schema", "alpaca", "--format", "json").stdout)
+    assert [(e["line"], e["pointer"]) for e in report["errors"]] == [(2, "/"), (3, "/"), (4, "/"), (5, "/")]
+
+
+def test_nan_in_a_parquet_row_is_an_invalid_record_with_its_index(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"instruction": ["a", "b"], "output": ["o", "o"], "score": [1.0, float("inf")]}), path)
+    result = invoke("validate", path, "--schema", "alpaca")
+    assert result.exit_code == 1
+    assert result.stdout == f"{path} [record 1]: /: score: inf is not a JSON number (RFC 8259)\n"
+
+
+def test_validate_piped_into_head_keeps_exit_1(tmp_path: Path) -> None:
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": str(i)} for i in range(20_000)])
+    for fmt in ("text", "json"):
+        proc = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", '"$0" -m dataprep validate "$1" -s alpaca --format "$2" | head -n 1',
+             sys.executable, str(rows), fmt], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stdout.count("\n") == 1
+        assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    valid = write_jsonl(tmp_path / "ok.jsonl", [{"instruction": "i", "output": "o"}])
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", '"$0" -m dataprep validate "$1" -s alpaca | head -n 1',
+                           sys.executable, str(valid)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0
+
+
+def test_json_report_on_a_full_disk_is_an_error(tmp_path: Path) -> None:
+    import resource
+
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"instruction": str(i)} for i in range(3_000)])
+    with open(tmp_path / "report.json", "w") as out:
+        proc = subprocess.run([sys.executable, "-m", "dataprep", "validate", str(rows), "-s", "alpaca", "--format",
+                               "json", "-q"], stdout=out, stderr=subprocess.PIPE, text=True, timeout=300,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536)))
+    assert (proc.returncode, proc.stderr) == (2, "Error: <stdout>: File too large\n")

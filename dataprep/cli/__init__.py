@@ -1,16 +1,25 @@
-"""The ``dataprep`` command. Commands load lazily, so ``dataprep filter`` never imports transformers or torch."""
+"""The ``dataprep`` command. Commands load lazily, so ``dataprep filter`` never imports transformers or torch.
+
+The boundary between the library and the user: domain errors and operating-system errors (a full disk, a
+read-only folder, a folder where a file was expected) become one line naming the path, with exit status 2
+for I/O; anything else is a bug of ours and says so. SIGINT exits 130 and SIGTERM 143, both after the
+``finally`` blocks have removed every temp file.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
+from types import FrameType
 
 import click
 
 from dataprep import __version__
-from dataprep.errors import DataprepError
+from dataprep.errors import DataprepError, describe_os_error
+from dataprep.io import STDOUT, name_stdout_errors
 
 # name -> (module, one-line help). The help is listed here so `dataprep --help` imports no command module.
 COMMANDS = {
@@ -33,6 +42,10 @@ class Failure(click.ClickException):
         self.exit_code = exit_code
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that cleanup runs as it does for Ctrl-C."""
+
+
 class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -44,6 +57,14 @@ class LazyGroup(click.Group):
         except BrokenPipeError:  # click itself would turn EPIPE into exit status 1
             _silence_stdout()
             raise click.exceptions.Exit(0) from None
+        except OSError as exc:
+            if exc.errno is None:  # not from the system (transformers raises bare OSErrors): a bug, reported as one
+                raise
+            if debug_enabled():
+                traceback.print_exc()
+            if exc.filename == STDOUT:  # what is left in its buffer would fail again at exit
+                _silence_stdout()
+            raise Failure(describe_os_error(exc), 2) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -51,7 +72,12 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        return importlib.import_module(COMMANDS[name][0]).command
+        command: click.Command = importlib.import_module(COMMANDS[name][0]).command
+        if not any(p.name == "debug" for p in command.params):  # `dataprep filter --debug ...` works too
+            command.params.append(click.Option(
+                ["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=_enable_debug,
+                help="Show a traceback on errors (same as DATAPREP_DEBUG=1)."))
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
@@ -60,6 +86,11 @@ class LazyGroup(click.Group):
 
 def debug_enabled() -> bool:
     return os.environ.get("DATAPREP_DEBUG", "") not in ("", "0")
+
+
+def _enable_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        os.environ["DATAPREP_DEBUG"] = "1"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -79,8 +110,14 @@ def cli(debug: bool) -> None:
         os.environ["DATAPREP_DEBUG"] = "1"
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: domain errors become one line on stderr; a broken pipe (``| head``) exits quietly."""
+    signal.signal(signal.SIGTERM, _terminate)
+    name_stdout_errors()
     try:
         status = cli.main(args=argv, prog_name="dataprep", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -97,16 +134,33 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # a bug of ours: one line unless asked for the traceback
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        sys.exit(128 + signal.SIGTERM)
+    except OSError as exc:  # raised outside a command (the group's own option handling)
+        if exc.errno is None:
+            _internal_error(exc)
         if debug_enabled():
             traceback.print_exc()
-        else:
-            click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (run with DATAPREP_DEBUG=1 for a traceback)",
-                       err=True)
-        sys.exit(1)
+        if exc.filename == STDOUT:
+            _silence_stdout()
+        click.echo(f"Error: {describe_os_error(exc)}", err=True)
+        sys.exit(2)
+    except Exception as exc:
+        _internal_error(exc)
     _flush_stdout()
     if isinstance(status, int) and status:  # click returns ctx.exit(N)'s status instead of raising
         sys.exit(status)
+
+
+def _internal_error(exc: Exception) -> None:
+    """A bug of ours: one line unless asked for the traceback; exit status 1."""
+    if debug_enabled():
+        traceback.print_exc()
+    else:
+        click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (run with DATAPREP_DEBUG=1 for a traceback)",
+                   err=True)
+    sys.exit(1)
 
 
 def _silence_stdout() -> None:
@@ -115,7 +169,12 @@ def _silence_stdout() -> None:
 
 
 def _flush_stdout() -> None:
+    """Data left in stdout's buffer goes out now, so a failed write (a full disk behind ``>``) is reported."""
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        click.echo(f"Error: {describe_os_error(OSError(exc.errno, exc.strerror, STDOUT))}", err=True)
+        sys.exit(2)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from dataprep.io import INPUT_FORMATS, read_batches
+from dataprep.paths import check_paths
 from dataprep.sinks import RecordSink
 from dataprep.stage import Sink, Stage, StageReport, run
 
@@ -58,13 +59,18 @@ class _NoBar:
 
 
 def run_command(stage: Stage, input: str, *, input_format: str | None, output: str, rejects: str | None,
-                on_error: str, quiet: bool, sink: Sink | None = None) -> StageReport:
-    """What every streaming command does once its options became a stage: read, :func:`stage.run`, summarise."""
+                on_error: str, quiet: bool, sink: Callable[[], Sink] | None = None,
+                out_dir: str | None = None) -> StageReport:
+    """What every streaming command does once its options became a stage: refuse paths that would destroy data,
+    read, :func:`stage.run`, summarise. ``sink`` makes the sink (default: ``-o``); ``out_dir`` is a folder it
+    replaces as a whole."""
+    check_paths([input], None if output == "-" else output, rejects, replaced_folders=[out_dir] if out_dir else [])
     report = StageReport(stage.name, rejects)
     on_bad = report.bad_input if on_error == "reject" else None
     bar = progress(quiet, stage.name)
     try:
-        run(stage, read_batches(input, fmt=input_format, on_bad=on_bad), sink or RecordSink(output), report, bar)
+        target = sink() if sink is not None else RecordSink(output)
+        run(stage, read_batches(input, fmt=input_format, on_bad=on_bad), target, report, bar)
     finally:
         bar.close()
     if not quiet:

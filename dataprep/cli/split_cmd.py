@@ -68,9 +68,8 @@ def command(
     )
     stage = SplitStage(options)
     names = list(SPLITS if options.test_size is not None else SPLITS[:2])
-    sink = SplitFilesSink(out_dir, names) if out_dir else None
     try:
         run_command(stage, input, input_format=input_format, output=output, rejects=rejects, on_error=on_error,
-                    quiet=quiet, sink=sink)
+                    quiet=quiet, sink=(lambda: SplitFilesSink(out_dir, names)) if out_dir else None, out_dir=out_dir)
     finally:
         stage.close()

@@ -89,11 +89,20 @@ def _load_registry(info_path: str) -> dict[str, Any]:
 
 def _local_file(info_path: str, entry: dict[str, Any], where: str) -> str | None:
     """``file_name`` relative to the registry's folder; a folder (or a local ``script_url`` folder) must hold
-    exactly one data file, since loading scripts are never run."""
+    exactly one data file, since loading scripts are never run.
+
+    The path must stay inside the registry's folder once symlinks are resolved: a registry that came with a
+    downloaded dataset must not make dataprep read ``../../etc/passwd`` (and copy its lines into a rejects file).
+    """
     name = entry.get("file_name") or entry.get("script_url")
     if not name:
         return None
-    path = Path(info_path).parent / name
+    folder = Path(info_path).parent
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        key = "file_name" if "file_name" in entry else "script_url"
+        raise UsageProblem(f"{where}: {key} {name!r} points outside the registry's folder {folder}",
+                           hint="dataprep reads only files beside dataset_info.json; pass another file as INPUT")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(DATA_SUFFIXES))
         if len(files) != 1:

@@ -23,6 +23,7 @@ from dataprep.errors import UsageProblem
 from dataprep.io import Batch, read_batches
 from dataprep.manifest import InputFile, Manifest, SplitStats, Totals
 from dataprep.outdir import OutputDir
+from dataprep.paths import check_paths, check_replaceable_folder
 from dataprep.stage import Rejected, StageReport, run
 from dataprep.tokenize.causal import CausalOptions
 from dataprep.tokenize.layout import IGNORE_INDEX, Encoder, TokenizedBatch
@@ -182,7 +183,8 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     parsed = [parse_input(a) for a in job.inputs]
     if sum(1 for _, p in parsed if p == "-") > 1:
         raise UsageProblem("stdin ('-') can be given only once")
-    mf.check_target(job.outdir)
+    check_paths([path for _, path in parsed], None, job.rejects, replaced_folders=[job.outdir])
+    check_replaceable_folder(job.outdir, mf.MANIFEST)
     tokenizer = load_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
     encoder, template_facts = _encoder_for(job, tokenizer)
     out = OutputDir(job.outdir, encoder.schema)

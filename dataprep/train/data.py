@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.errors import DataprepError
+from dataprep.errors import DataprepError, InputError
 from dataprep.manifest import MANIFEST, Manifest, load_manifest
 
 REQUIRED_COLUMNS = ("input_ids", "attention_mask", "labels")
@@ -63,7 +63,7 @@ def load_tokenized(path: str | Path) -> TokenizedData:
 
     root = Path(path)
     if not root.is_dir():
-        raise DataprepError(f"{root}: no such dataset folder")
+        raise InputError(str(root), "no such dataset folder")
     manifest = load_manifest(root)
     task = manifest.task
     tokenizer_dir = root / "tokenizer"
