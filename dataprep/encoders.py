@@ -73,13 +73,15 @@ class EncodedBatch:
 
     ``starts[k]`` is the index, in its own text, of the character where token k begins (a token that starts in
     the middle of a multi-byte character starts at that character, as HF's offsets say). ``reference_rows``
-    counts the rows whose starts came from the reference ``encode_batch`` because the vocabulary check failed.
+    counts the rows whose starts came from the reference ``encode_batch`` because the vocabulary check failed;
+    ``replaced_rows`` those among them whose ids also differed (the fast backend disagreed: the reference's won).
     """
 
     ids: np.ndarray
     offsets: np.ndarray
     starts: np.ndarray
     reference_rows: int = 0
+    replaced_rows: int = 0
 
 
 def flat_from_lists(id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +187,16 @@ def _pipeline(backend: Any) -> _Pipeline:
     return _Pipeline(True, "", byte_level=byte_level, normal_form=normal_form, prefix=prefix)
 
 
+def _model_facts(backend: Any, vocab: dict[str, int]) -> tuple[bool, int | None]:
+    """``(byte_fallback, unk id)`` of the model; Unigram exposes neither as an attribute, only in its state."""
+    model = backend.model
+    if type(model).__name__ == "Unigram":
+        state = json.loads(model.__getstate__())
+        return bool(state.get("byte_fallback")), state.get("unk_id")
+    unk = getattr(model, "unk_token", None)
+    return bool(getattr(model, "byte_fallback", False)), vocab.get(unk) if unk is not None else None
+
+
 class TokenStarts:
     """Token start positions for a batch from per-token byte lengths: one lookup table per tokenizer.
 
@@ -212,12 +224,13 @@ class TokenStarts:
         uncertain = np.zeros(size, dtype=bool)
         is_added = np.zeros(size, dtype=bool)
         alphabet = _byte_level_alphabet() if pipeline.byte_level else None
+        byte_fallback, unk_id = _model_facts(backend, vocab)
         for token, i in vocab.items():
             if alphabet is not None:
                 n = len(token)
                 if not all(c in alphabet for c in token):
                     uncertain[i] = True  # not a byte-level string: the pipeline can never produce it
-            elif _BYTE_FALLBACK.fullmatch(token) and getattr(backend.model, "byte_fallback", False):
+            elif byte_fallback and _BYTE_FALLBACK.fullmatch(token):
                 n = 1
             else:
                 n = len(token.replace(_METASPACE, " ").encode("utf-8"))
@@ -229,9 +242,8 @@ class TokenStarts:
             # normalization, so its span in the original text is not its content
             if tok.lstrip or tok.rstrip or (tok.normalized and (pipeline.normal_form or pipeline.prefix)):
                 uncertain[i] = True
-        unk = getattr(backend.model, "unk_token", None)
-        if unk is not None and unk in vocab:
-            uncertain[vocab[unk]] = True
+        if unk_id is not None and 0 <= unk_id < size:
+            uncertain[unk_id] = True  # stands for any text the vocabulary lacks
         if pipeline.prefix is not None and any(tok.normalized for tok in added.values()):
             return _Pipeline(False, "normalized added tokens with a dummy-prefix space")
         return cls(table, uncertain, is_added, pipeline)
@@ -346,13 +358,17 @@ class HFEncoder:
         rows: list[tuple[Any, np.ndarray]] = []
         it = iter(fixed)
         bad_set = set(bad.tolist())
+        replaced = 0
         for i in range(len(texts)):
+            a, b = offsets[i], offsets[i + 1]
             if i in bad_set:
                 rows.append(next(it))
+                replaced += not np.array_equal(ids[a:b], rows[-1][0])
             else:
-                a, b = offsets[i], offsets[i + 1]
                 rows.append((ids[a:b], starts[a:b]))
-        return _assemble(rows, len(bad))
+        out = _assemble(rows, len(bad))
+        out.replaced_rows = replaced
+        return out
 
     # -- rows with ranges that must stay plain text -----------------------------------------------------------
 
@@ -562,6 +578,13 @@ class AutoEncoder:
             picks = np.unique(np.linspace(0, len(texts) - 1, num=min(self.spot_rows, len(texts))).astype(int))
             if len(texts) and not self._agrees([texts[i] for i in picks], out, picks):
                 return self._count(self.reference.encode_with_starts(texts))
+        if out.replaced_rows and self.fast is not None:
+            # a row whose fast ids failed the byte check and differed from the reference's: the fast backend
+            # disagrees on this tokenizer, so nothing else it encoded in this batch is trusted either
+            self.reason = (f"{FAST_PACKAGE} disagreed with the reference on {out.replaced_rows} row(s); "
+                           "the reference encoded this run from there on")
+            self.fast = None
+            return self._count(self.reference.encode_with_starts(texts))
         return self._count(out)
 
     def encode_with_plain_ranges(self, text: str, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
