@@ -448,8 +448,9 @@ def test_stdin_and_named_splits(tmp_path):
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     missing = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", tmp_path / "nope")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # a missing path is a usage error, as for inputs
     assert missing.stderr.startswith("Error: cannot load tokenizer") and missing.stderr.count("\n") == 1
+    assert "no such folder" in missing.stderr
     wrong = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--label", "x")
     assert wrong.exit_code == 2 and "--label only applies with --task classification" in wrong.stderr
     both = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--mask-history", "--train-on-prompt")
