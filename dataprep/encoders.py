@@ -517,24 +517,32 @@ class AutoEncoder:
     """The encoder a run uses: the fast backend once it has agreed with the reference, else the reference.
 
     ``choice`` is ``auto`` (fast when installed and identical on the check), ``hf`` (reference only) or
-    ``fast`` (fast required: an error when it is not installed; a disagreement is still never written, it
-    switches to the reference like ``auto``). The first :meth:`encode_with_starts` call compares both on
-    :data:`SELF_CHECK_SAMPLE` plus the whole first batch; every later batch re-checks ``spot_rows`` rows spread
-    over it. On any disagreement the batch at hand is encoded by the reference and so is the rest of the run.
-    :meth:`describe` says what ran, for the manifest (``batches`` counts batches per encoder, so a switch
-    mid-run shows). The spot check is a sample: rows of earlier batches that were not sampled are not re-checked.
+    ``fast`` (fast required: an error when it is not installed or cannot load the tokenizer; a disagreement is
+    still never written, it switches to the reference like ``auto``).
+
+    Loading costs: fastokens needs about 2 s to load a 150k-token vocabulary (HF: 0.5 s), as long as HF takes to
+    encode some 15 MB of text. So ``auto`` starts on the reference and loads the fast backend only once
+    ``fast_after_chars`` characters have been encoded (a small run never pays the load; pass 0 when the input is
+    known to be large). The batch at which it loads is the check: the fast backend must give the reference's
+    ids on :data:`SELF_CHECK_SAMPLE` plus every text of that batch. Every later batch re-checks ``spot_rows``
+    rows spread over it, and any row whose fast ids fail the byte-length proof is compared with the
+    reference's. On any disagreement the batch at hand is encoded by the reference, and so is the rest of the
+    run. The spot check is a sample: rows of earlier batches that were not sampled are not re-checked.
+    :meth:`describe` says what ran, for the manifest (``batches`` counts batches per encoder).
     """
 
     backend: Any
     choice: str = "auto"
+    fast_after_chars: int = 2_000_000
     spot_rows: int = 8
     reference: HFEncoder = field(init=False)
     fast: FastEncoder | None = field(init=False, default=None)
+    state: str = field(init=False, default="off")  # off | waiting (to load) | loaded (not checked yet) | on
+    chars_seen: int = field(init=False, default=0)
     checked_texts: int = field(init=False, default=0)
     reference_rows: int = field(init=False, default=0)
     reason: str = field(init=False, default="")
     batches: dict[str, int] = field(init=False, default_factory=dict)
-    _decided: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         from dataprep.errors import MissingExtra, UsageProblem
@@ -544,54 +552,61 @@ class AutoEncoder:
         self.reference = HFEncoder(self.backend)
         if self.choice == "hf":
             self.reason = "the reference was asked for"
-            return
-        if not fast_available():
+        elif not fast_available():
             if self.choice == "fast":
                 raise MissingExtra(FAST_PACKAGE, "fast")
             self.reason = f"{FAST_PACKAGE} is not installed"
-            return
-        try:
-            self.fast = FastEncoder(self.backend, self.reference)
-        except ValueError as exc:  # fastokens refuses pipelines it does not implement (Metaspace, Unigram, ...)
-            if self.choice == "fast":
-                raise UsageProblem(f"{FAST_PACKAGE} cannot load this tokenizer: {exc}",
-                                   hint="use --encoder auto or hf") from None
-            self.reason = f"{FAST_PACKAGE} cannot load this tokenizer: {exc}"
+        elif self.choice == "fast":
+            if not self._load():
+                raise UsageProblem(self.reason, hint="use --encoder auto or hf")
+        else:
+            self.state = "waiting"
+            self.reason = f"fewer than {self.fast_after_chars:,} characters to encode"
 
     @property
     def active(self) -> HFEncoder | FastEncoder:
-        return self.fast if self.fast is not None else self.reference
+        return self.fast if self.state == "on" and self.fast is not None else self.reference
 
     def encode_with_starts(self, texts: Sequence[str]) -> EncodedBatch:
         """Encode one batch (called from the encode thread, one batch at a time)."""
-        if self.fast is None:
-            out = self.reference.encode_with_starts(texts)
-        elif not self._decided:
-            self._decided = True
-            sample = [*SELF_CHECK_SAMPLE, *texts]
-            if not self._agrees(sample):
+        if self.state == "waiting" and self.chars_seen >= self.fast_after_chars:
+            self._load()
+        self.chars_seen += sum(map(len, texts))
+        checked_whole = False
+        if self.state == "loaded":
+            if not self._agrees([*SELF_CHECK_SAMPLE, *texts]):
                 return self._count(self.reference.encode_with_starts(texts))
+            self.state, checked_whole = "on", True
             self.reason = "identical to the reference on the start-up check"
-            out = self.fast.encode_with_starts(texts)
-        else:
-            out = self.fast.encode_with_starts(texts)
-            picks = np.unique(np.linspace(0, len(texts) - 1, num=min(self.spot_rows, len(texts))).astype(int))
-            if len(texts) and not self._agrees([texts[i] for i in picks], out, picks):
-                return self._count(self.reference.encode_with_starts(texts))
-        if out.replaced_rows and self.fast is not None:
-            # a row whose fast ids failed the byte check and differed from the reference's: the fast backend
-            # disagrees on this tokenizer, so nothing else it encoded in this batch is trusted either
-            self.reason = (f"{FAST_PACKAGE} disagreed with the reference on {out.replaced_rows} row(s); "
-                           "the reference encoded this run from there on")
-            self.fast = None
+        if self.state != "on" or self.fast is None:
+            return self._count(self.reference.encode_with_starts(texts))
+        out = self.fast.encode_with_starts(texts)
+        spot = 0 if checked_whole else min(self.spot_rows, len(texts))
+        picks = np.unique(np.linspace(0, len(texts) - 1, num=spot).astype(int))
+        if not self._agrees([texts[i] for i in picks], out, picks) or out.replaced_rows:
+            # a sampled row, or a row whose fast ids failed the byte check, differed from the reference: nothing
+            # else the fast backend encoded in this batch is trusted either
+            if out.replaced_rows:
+                self._give_up(f"on {out.replaced_rows} row(s) of a batch")
             return self._count(self.reference.encode_with_starts(texts))
         return self._count(out)
 
     def encode_with_plain_ranges(self, text: str, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         return self.reference.encode_with_plain_ranges(text, ranges)
 
+    def _load(self) -> bool:
+        try:
+            self.fast = FastEncoder(self.backend, self.reference)
+        except ValueError as exc:  # fastokens refuses pipelines it does not implement (Metaspace, Unigram, ...)
+            self.state, self.reason = "off", f"{FAST_PACKAGE} cannot load this tokenizer: {exc}"
+            return False
+        self.state = "loaded"
+        return True
+
     def _agrees(self, texts: list[str], out: EncodedBatch | None = None, picks: np.ndarray | None = None) -> bool:
         assert self.fast is not None
+        if not texts:
+            return True
         self.checked_texts += len(texts)
         theirs = self.reference.encode(texts)
         if out is None:
@@ -601,11 +616,14 @@ class AutoEncoder:
             ours = flat_from_lists([out.ids[out.offsets[i]:out.offsets[i + 1]] for i in picks])
         bad = mismatched_rows(ours, theirs)
         if bad:
-            self.reason = (f"{FAST_PACKAGE} disagreed with the reference on a checked text "
-                           f"({texts[bad[0]][:40]!r}); the reference encoded this run from there on")
-            self.fast = None
+            self._give_up(f"on a checked text ({texts[bad[0]][:40]!r})")
             return False
         return True
+
+    def _give_up(self, where: str) -> None:
+        self.reason = f"{FAST_PACKAGE} disagreed with the reference {where}; the reference encoded from there on"
+        self.state = "off"
+        self.fast = None
 
     def _count(self, out: EncodedBatch) -> EncodedBatch:
         self.reference_rows += out.reference_rows
@@ -613,7 +631,7 @@ class AutoEncoder:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """What the manifest records: the encoder that ran (name, version), why, and what was checked."""
+        """What the manifest records: the encoder that ran last (name, version), why, and what was checked."""
         return {**self.active.describe(), "requested": self.choice, "reason": self.reason,
                 "checked_texts": self.checked_texts, "reference_offset_rows": self.reference_rows,
                 "batches": dict(sorted(self.batches.items()))}

@@ -165,7 +165,7 @@ def test_fast_encoder_gives_reference_ids_and_starts(name):
 
 @needs_fast
 def test_auto_picks_the_fast_backend_after_the_check_and_describes_it():
-    auto = en.AutoEncoder(backend("qwen2.5"))
+    auto = en.AutoEncoder(backend("qwen2.5"), fast_after_chars=0)
     texts = CORPUS.split("\n\n")
     out = auto.encode_with_starts(texts)
     assert rows_of(out) == reference(backend("qwen2.5"), texts)
@@ -177,15 +177,30 @@ def test_auto_picks_the_fast_backend_after_the_check_and_describes_it():
 
 
 @needs_fast
-def test_a_disagreeing_fast_backend_is_never_used_for_output():
-    auto = en.AutoEncoder(backend("qwen2.5"))
-    auto.fast = en.FastEncoder(backend("tiny-bpe"), auto.reference)  # a fast encoder of another vocabulary
+def test_auto_loads_the_fast_backend_only_after_enough_text():
     texts = CORPUS.split("\n\n")
+    chars = sum(map(len, texts))
+    auto = en.AutoEncoder(backend("tiny-bpe"), fast_after_chars=chars + 1)
+    auto.encode_with_starts(texts)
+    assert auto.fast is None and auto.state == "waiting" and "fewer than" in auto.reason
+    auto.encode_with_starts(texts)  # chars_seen == chars: still under the threshold, so this one too
+    assert auto.state == "waiting"
+    out = auto.encode_with_starts(texts)  # now over it: load, check on this batch, encode it fast
+    assert auto.state == "on" and auto.describe()["batches"] == {"fastokens": 1, "tokenizers": 2}
+    assert rows_of(out) == reference(backend("tiny-bpe"), texts)
+
+
+@needs_fast
+def test_a_disagreeing_fast_backend_is_never_used_for_output():
+    texts = CORPUS.split("\n\n")
+    auto = en.AutoEncoder(backend("qwen2.5"), fast_after_chars=0)
+    auto.fast = en.FastEncoder(backend("tiny-bpe"), auto.reference)  # a fast encoder of another vocabulary
+    auto.state = "loaded"
     assert rows_of(auto.encode_with_starts(texts)) == reference(backend("qwen2.5"), texts)
     assert auto.fast is None and "disagreed" in auto.reason and auto.describe()["name"] == "tokenizers"
     # the same guards on later batches: the batch at hand is encoded again by the reference
     for spot_rows in (8, 0):  # found by the spot check, or (none) by the byte check of the rows
-        auto = en.AutoEncoder(backend("qwen2.5"), spot_rows=spot_rows)
+        auto = en.AutoEncoder(backend("qwen2.5"), fast_after_chars=0, spot_rows=spot_rows)
         auto.encode_with_starts(texts)
         auto.fast = en.FastEncoder(backend("tiny-bpe"), auto.reference)
         assert rows_of(auto.encode_with_starts(texts)) == reference(backend("qwen2.5"), texts)
@@ -196,10 +211,10 @@ def test_a_disagreeing_fast_backend_is_never_used_for_output():
 @needs_fast
 def test_a_tokenizer_fastokens_cannot_load_falls_back_or_is_refused_when_forced():
     tok = backend("bpe-metaspace-first")
-    auto = en.AutoEncoder(tok)
-    assert auto.fast is None and "cannot load" in auto.reason
+    auto = en.AutoEncoder(tok, fast_after_chars=0)
     texts = texts_for_check()
     assert rows_of(auto.encode_with_starts(texts)) == reference(tok, texts)
+    assert auto.fast is None and "cannot load" in auto.reason
     with pytest.raises(UsageProblem, match="cannot load"):
         en.AutoEncoder(tok, "fast")
 
