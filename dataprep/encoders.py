@@ -269,24 +269,28 @@ class TokenStarts:
         row_bytes = total[offsets[1:]] - total[offsets[:-1]]
         bad_rows = np.concatenate(([0], np.cumsum(bad_token)))
         ok = (bad_rows[offsets[1:]] - bad_rows[offsets[:-1]]) == 0
-        # characters → UTF-8 byte positions for the whole batch at once
+        local = excl - (total[offsets[:-1]])[row_of]  # each token's byte offset in its own text
+        text_chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
         joined = "".join(texts)
+        if joined.isascii():  # one byte per character: byte offsets are the starts
+            ok &= row_bytes == text_chars
+            return local, ok
+        # bytes → characters for the whole batch at once: a table holding, per UTF-8 byte, its character
         cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         widths = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
-        char_end = np.cumsum(widths)  # byte position just after each character, batch-wide
-        text_chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
         char_base = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(text_chars, out=char_base[1:])
-        byte_base = np.concatenate(([0], char_end))[char_base]
+        byte_base = np.zeros(len(cps) + 1, dtype=np.int64)
+        np.cumsum(widths, out=byte_base[1:])
+        byte_base = byte_base[char_base]
         ok &= row_bytes == np.diff(byte_base)
         form = self.pipeline.normal_form
         if form is not None:
             ok &= np.fromiter((t.isascii() or unicodedata.is_normalized(form, t) for t in texts), dtype=bool,
                               count=n)
-        local = excl - (total[offsets[:-1]])[row_of]
-        global_byte = byte_base[:-1][row_of] + local
-        starts = np.searchsorted(char_end, global_byte, side="right") - char_base[:-1][row_of]
-        return starts.astype(np.int64, copy=False), ok
+        char_of_byte = np.append(np.repeat(np.arange(len(cps), dtype=np.int64), widths), len(cps))
+        global_byte = np.minimum(byte_base[:-1][row_of] + local, len(char_of_byte) - 1)
+        return char_of_byte[global_byte] - char_base[:-1][row_of], ok
 
     def _prefix_spaces(self, texts: Sequence[str], ids: np.ndarray, offsets: np.ndarray,
                        row_len: np.ndarray) -> np.ndarray:
