@@ -9,8 +9,8 @@ the first batch on a built-in multilingual sample plus that batch's texts, and t
 (a disagreement anywhere switches the run back to the reference, and that batch is encoded again by it).
 
 Where tokens start. Labels follow one rule: a token is supervised iff its first character lies inside a
-supervised character span. HF gives character offsets; fastokens gives none, and HF's own ``encode_batch_fast``
-skips them. :class:`TokenStarts` derives them from the vocabulary instead: the number of text bytes each token
+supervised character span. HF gives character offsets, but turning them into arrays costs ~40% on top of its
+encode; fastokens gives none. :class:`TokenStarts` derives them from the vocabulary instead: the number of text bytes each token
 stands for (byte-level BPE maps each character of a token to one byte; SentencePiece's ``▁`` is a space and
 ``<0xNN>`` one byte; an added token is its content), cumulative sums per row, then bytes to characters through
 the UTF-8 widths of the batch's characters — all in numpy, no per-token Python. A row is checked before its
@@ -317,28 +317,40 @@ class TokenStarts:
 
 
 class HFEncoder:
-    """The reference: HF ``tokenizers`` (always installed). ``encode_batch_fast`` for ids (same ids, no offset
-    bookkeeping), vocabulary-derived starts, ``encode_batch`` offsets for the rows those cannot be proven on."""
+    """The reference: HF ``tokenizers`` (always installed). ``encode_batch`` ids with vocabulary-derived starts
+    (turning its offsets into arrays costs more than the derivation), and its offsets for the rows the
+    derivation cannot prove."""
 
     name = "tokenizers"
 
     def __init__(self, backend: Any) -> None:
         import tokenizers
 
-        self.backend = backend
+        # apply_chat_template neither truncates nor pads: a tokenizer.json that sets either gets a private copy
+        self.backend = plain_copy(backend) if backend.truncation or backend.padding else backend
         self.version = tokenizers.__version__
-        starts = TokenStarts.for_backend(backend)
-        self.token_starts = starts if isinstance(starts, TokenStarts) else None
-        self.starts_unsupported = "" if self.token_starts is not None else starts.reason  # type: ignore[union-attr]
+        self._starts: TokenStarts | _Pipeline | None = None  # built on first use, in the encode thread
         self._plain: Any = None
         self._newline: list[int] | None = None
+
+    @property
+    def token_starts(self) -> TokenStarts | None:
+        """The vocabulary table, or None when the tokenizer's pipeline is not one it models."""
+        if self._starts is None:
+            self._starts = TokenStarts.for_backend(self.backend)
+        return self._starts if isinstance(self._starts, TokenStarts) else None
+
+    @property
+    def starts_unsupported(self) -> str:
+        return "" if self.token_starts is not None else self._starts.reason  # type: ignore[union-attr]
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Flat int32 ids and int64 offsets of ``texts``, encoded as apply_chat_template encodes."""
         if not texts:
             return np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
-        encode = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)  # tokenizers < 0.21
-        return flat_from_lists([e.ids for e in encode(list(texts), add_special_tokens=False)])
+        # encode_batch, not encode_batch_fast: the latter skips offsets yet measured 1.3-1.5x slower with
+        # tokenizers 0.23 (bin/bench_encoders.py); the ids are the same
+        return flat_from_lists([e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)])
 
     def reference_rows(self, texts: Sequence[str]) -> list[tuple[list[int], np.ndarray]]:
         """Ids and character start offsets from ``encode_batch`` (offset-tracking), per row."""
@@ -472,7 +484,7 @@ class FastEncoder:
 
         self.version = version(FAST_PACKAGE)
         self.reference = reference or HFEncoder(backend)
-        self.fast = fastokens.Tokenizer.from_json_str(backend.to_str())
+        self.fast = fastokens.Tokenizer.from_json_str(self.reference.backend.to_str())
         self.fast.no_truncation()
         self.fast.no_padding()
 

@@ -258,6 +258,8 @@ class LocalTokenizer:
         """Why transformers would load this folder differently (then :func:`open_tokenizer` uses it), or None."""
         if "fast_tokenizer_files" in self.config:
             return "the config names versioned fast_tokenizer_files"
+        if self.config.get("split_special_tokens"):
+            return "the config sets split_special_tokens (transformers then encodes special tokens as text)"
         if self.class_defaults is None and any(key not in self.config for key in NAMED_SPECIAL_TOKENS):
             return f"{self.tokenizer_class} may give special tokens the config leaves out"
         for token in [*self._named.values(), *self.extra_special_tokens]:

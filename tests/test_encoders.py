@@ -135,6 +135,18 @@ def test_pipelines_the_derivation_does_not_model_use_reference_offsets():
     assert rows_of(encoder.encode_with_starts(texts)) == reference(prefixed, texts)
 
 
+def test_truncation_and_padding_saved_in_tokenizer_json_do_not_apply():
+    data = json.loads(backend("tiny-bpe").to_str())
+    data["truncation"] = {"direction": "Right", "max_length": 3, "strategy": "LongestFirst", "stride": 0}
+    data["padding"] = {"strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 0,
+                       "pad_type_id": 0, "pad_token": "<|endoftext|>"}
+    shared = Tokenizer.from_str(json.dumps(data))
+    encoder = en.HFEncoder(shared)
+    texts = texts_for_check()
+    assert rows_of(encoder.encode_with_starts(texts)) == reference(backend("tiny-bpe"), texts)
+    assert shared.truncation is not None  # the caller's instance is left as it was
+
+
 def test_empty_batches_and_rows():
     encoder = en.HFEncoder(backend("tiny-bpe"))
     out = encoder.encode_with_starts([])
@@ -190,19 +202,25 @@ def test_auto_loads_the_fast_backend_only_after_enough_text():
     assert rows_of(out) == reference(backend("tiny-bpe"), texts)
 
 
+def wrong_fast(auto: en.AutoEncoder) -> en.FastEncoder:
+    """A fast encoder of another vocabulary (tiny-bpe) that labels and falls back through the run's reference."""
+    wrong = en.FastEncoder(backend("tiny-bpe"))
+    wrong.reference = auto.reference
+    return wrong
+
+
 @needs_fast
 def test_a_disagreeing_fast_backend_is_never_used_for_output():
     texts = CORPUS.split("\n\n")
     auto = en.AutoEncoder(backend("qwen2.5"), fast_after_chars=0)
-    auto.fast = en.FastEncoder(backend("tiny-bpe"), auto.reference)  # a fast encoder of another vocabulary
-    auto.state = "loaded"
+    auto.fast, auto.state = wrong_fast(auto), "loaded"
     assert rows_of(auto.encode_with_starts(texts)) == reference(backend("qwen2.5"), texts)
     assert auto.fast is None and "disagreed" in auto.reason and auto.describe()["name"] == "tokenizers"
     # the same guards on later batches: the batch at hand is encoded again by the reference
     for spot_rows in (8, 0):  # found by the spot check, or (none) by the byte check of the rows
         auto = en.AutoEncoder(backend("qwen2.5"), fast_after_chars=0, spot_rows=spot_rows)
         auto.encode_with_starts(texts)
-        auto.fast = en.FastEncoder(backend("tiny-bpe"), auto.reference)
+        auto.fast = wrong_fast(auto)
         assert rows_of(auto.encode_with_starts(texts)) == reference(backend("qwen2.5"), texts)
         assert auto.fast is None and "disagreed" in auto.reason
         assert auto.describe()["batches"] == {"fastokens": 1, "tokenizers": 1}

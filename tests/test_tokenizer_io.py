@@ -140,6 +140,12 @@ def test_special_tokens_the_vocabulary_lacks_go_to_transformers(tmp_path):
     assert len(tok) == len(auto(str(path))) == 1501
 
 
+def test_split_special_tokens_config_goes_to_transformers(tmp_path):
+    path = copy_of(TINY / "tiny-bpe", tmp_path / "t", lambda c: c.update(split_special_tokens=True))
+    tok = tio.open_tokenizer(str(path))
+    assert tok.loaded_by == "transformers" and "split_special_tokens" in tok.fallback_reason
+
+
 def test_remote_code_tokenizer_is_refused_without_trust(tmp_path):
     path = copy_of(TINY / "tiny-bpe", tmp_path / "t",
                    lambda c: c.update(auto_map={"AutoTokenizer": ["evil.Tok", "evil.TokFast"]}))
@@ -226,6 +232,27 @@ def test_loading_and_encoding_import_neither_torch_nor_transformers():
     assert done.returncode == 0, done.stderr
     assert "LOADED LocalTokenizer HEAVY []" in done.stdout
     assert "PyTorch" not in done.stderr
+
+
+NO_TORCH = """
+import sys
+sys.modules["torch"] = None  # as on a data-prep-only install: import torch fails, find_spec finds nothing
+from dataprep.tokenizer_io import open_tokenizer
+tok = open_tokenizer(sys.argv[1])
+print("LOADED", tok.loaded_by, len(tok))
+"""
+
+
+def test_transformers_fallback_prints_no_pytorch_advice_without_torch():
+    path = FOLDERS["gpt2"] if FOLDERS["gpt2"].is_dir() else None
+    if path is None:
+        pytest.skip("needs a folder without tokenizer.json")
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFORMERS_NO_ADVISORY_WARNINGS"}
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, str(path)], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED transformers 50257" in done.stdout
+    assert "PyTorch" not in done.stderr, done.stderr
 
 
 @pytest.mark.slow
