@@ -3,8 +3,8 @@
 Why an interface. HF ``tokenizers`` is the reference: ``apply_chat_template(..., tokenize=True)`` is its
 ``encode`` with ``add_special_tokens=False`` and no truncation or padding. It is also, since tokenize renders
 and labels with numpy, the slowest part of a run. ``fastokens`` (an optional extra, ``dataprep[fast]``)
-encodes the same texts into the same ids about 30× faster and hands them back as one flat buffer, the layout
-of an Arrow list column. The fast backend is used only where it is shown to agree with the reference: before
+encodes the same texts into the same ids one to two orders of magnitude faster (``bin/bench_encoders.py``) and
+hands them back as one flat buffer, the layout of an Arrow list column. The fast backend is used only where it is shown to agree with the reference: before
 the first batch on a built-in multilingual sample plus that batch's texts, and then on a few rows of every batch
 (a disagreement anywhere switches the run back to the reference, and that batch is encoded again by it).
 
@@ -467,12 +467,16 @@ def _assemble(rows: Sequence[tuple[Any, np.ndarray]], reference_rows: int) -> En
 
 
 class FastEncoder:
-    """``fastokens``: the same ids as the reference, as one flat buffer per batch, ~30× faster.
+    """``fastokens``: the same ids as the reference, as one flat buffer per batch.
 
-    Chosen over ``gigatoken`` by measurement on the 52,002 bench texts (``bin/bench_encoders.py``): faster to
-    flat arrays, no dependencies (gigatoken needs awkward and typer), and a plain list layout out of Rust.
-    Starts come from :class:`TokenStarts`; rows it cannot prove, and every row when the tokenizer's pipeline is
-    not modelled, take ids and offsets from the reference.
+    Chosen over ``gigatoken`` after measuring both on the 52,002 bench texts (``bin/bench_encoders.py``): at
+    least as fast to flat arrays (0.4-0.6 s against 0.45-1.0 s, both ~50-80x HF on a shared 2-core machine),
+    no dependencies (gigatoken needs awkward and typer), the Arrow list layout straight out of Rust, and
+    special-token matching that can be switched off. Against it: it loads a 150k vocabulary in ~3 s
+    (gigatoken ~1.5 s, HF ~1 s), hence :class:`AutoEncoder`'s lazy load, and it refuses Metaspace
+    pre-tokenizers and Unigram models (those stay on the reference). Starts come from :class:`TokenStarts`;
+    rows it cannot prove, and every row when the tokenizer's pipeline is not modelled, take ids and offsets
+    from the reference.
     """
 
     name = FAST_PACKAGE
@@ -536,7 +540,7 @@ class AutoEncoder:
     ``fast`` (fast required: an error when it is not installed or cannot load the tokenizer; a disagreement is
     still never written, it switches to the reference like ``auto``).
 
-    Loading costs: fastokens needs about 2 s to load a 150k-token vocabulary (HF: 0.5 s), as long as HF takes to
+    Loading costs: fastokens needs 2-3 s to load a 150k-token vocabulary (HF: 0.5-1 s), as long as HF takes to
     encode some 15 MB of text. So ``auto`` starts on the reference and loads the fast backend only once
     ``fast_after_chars`` characters have been encoded (a small run never pays the load; pass 0 when the input is
     known to be large). The batch at which it loads is the check: the fast backend must give the reference's
