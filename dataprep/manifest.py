@@ -63,6 +63,7 @@ class TokenizerFacts:
     bos_token: str | None = None
     model_input_names: list[str] = field(default_factory=list)
     class_name: str | None = None
+    loaded_by: str | None = None
     files_sha256: dict[str, str] = field(default_factory=dict)
 
 

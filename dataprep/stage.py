@@ -49,6 +49,9 @@ class Stage(Protocol):
         """What the summary line says besides the counts (``template: chatml``, split sizes, ...)."""
         ...
 
+    # A stage that writes several rows for one (tokenize's ``expand`` policy) counts the extra rows in an
+    # attribute ``created``; the promise is then in + created = out + rejected.
+
 
 class Sink(Protocol):
     """Where kept rows go; nothing appears at the target unless ``close(ok=True)``."""
@@ -69,6 +72,7 @@ class StageReport:
         self.stage = stage
         self.rows_in = 0
         self.rows_out = 0
+        self.created = 0
         self.reasons: Counter[str] = Counter()
         self.extra: dict[str, Any] = {}
         self.rejects_path = rejects_path
@@ -94,7 +98,8 @@ class StageReport:
         self.reject(raw, reason, detail, location)
 
     def summary(self) -> str:
-        parts = [f"{self.stage}: {self.rows_in} in, {self.rows_out} out, {self.rejected} rejected"]
+        created = f" (+{self.created} by expand)" if self.created else ""
+        parts = [f"{self.stage}: {self.rows_in} in{created}, {self.rows_out} out, {self.rejected} rejected"]
         if self.reasons:
             parts.append("(" + ", ".join(f"{r}: {n}" for r, n in sorted(self.reasons.items())) + ")")
         extra = ", ".join(f"{k}: {v}" for k, v in self.extra.items())
@@ -102,7 +107,7 @@ class StageReport:
 
     def check(self) -> None:
         """The stage's promise; a failure here is a bug in dataprep, never the user's data."""
-        assert self.rows_in == self.rows_out + self.rejected, self.summary()
+        assert self.rows_in + self.created == self.rows_out + self.rejected, self.summary()
 
     def close(self, ok: bool = True) -> None:
         if self._rejects is None:
@@ -130,6 +135,7 @@ def run(stage: Stage, batches: Iterable[Batch], sink: Sink, report: StageReport,
         for emitted in stage.finish():
             _settle(emitted, None, sink, report)
         report.extra.update(stage.facts())
+        report.created = getattr(stage, "created", 0)
         report.check()
         ok = True
     finally:

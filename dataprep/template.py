@@ -105,11 +105,6 @@ class Rendered:
     data: tuple[tuple[int, int], ...]
     unlocated: tuple[str, ...] = ()
 
-    @property
-    def turns(self) -> tuple[tuple[int, int], ...]:
-        """The spans, under their old name (``tokenize`` reads it until it moves to ``spans``)."""
-        return self.spans
-
 
 # --- markers ---------------------------------------------------------------------------------------------------
 
@@ -343,6 +338,11 @@ class ChatTemplate:
                                    f"conversation: {exc.detail}",
                                    hint="templates are user code; this one loops or allocates without bound") from None
             raise
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The special-token variables the template renders with (what ``apply_chat_template`` passes)."""
+        return dict(self._variables)
 
     @property
     def uses_clock(self) -> bool:

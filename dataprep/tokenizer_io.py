@@ -130,9 +130,9 @@ def resolve_spec(spec: str) -> Path | str:
     if looks_like_hub_id(spec):
         if network_allowed():
             return spec
-        raise UsageProblem(f"cannot load tokenizer {spec!r}: no such folder",
+        raise UsageProblem(f"{spec}: no such tokenizer folder",
                            hint="hub ids (org/name) are fetched only when HF_HUB_OFFLINE is unset")
-    raise UsageProblem(f"cannot load tokenizer {spec!r}: no such folder",
+    raise UsageProblem(f"{spec}: no such tokenizer folder",
                        hint="pass the folder that holds tokenizer.json or the vocabulary files")
 
 

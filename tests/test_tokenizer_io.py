@@ -182,7 +182,7 @@ def test_missing_folder_fails_at_once_with_one_line(tmp_path, loader):
             loader(spec)
         assert time.perf_counter() - start < 1.0
         message = err.value.format()
-        assert "no such folder" in message and "\n" not in message and err.value.exit_code == 2
+        assert "no such tokenizer folder" in message and "\n" not in message and err.value.exit_code == 2
     with pytest.raises(UsageProblem) as err:
         loader("Qwen/Qwen3-8B")
     assert "HF_HUB_OFFLINE" in err.value.hint  # offline in tests (conftest): a hub id is not fetched
@@ -201,7 +201,7 @@ def test_hub_ids_go_to_the_hub_only_when_the_network_is_allowed(monkeypatch):
     monkeypatch.delenv("TRANSFORMERS_OFFLINE")
     assert tio.network_allowed()
     assert tio.resolve_spec("Qwen/Qwen3-8B") == "Qwen/Qwen3-8B"  # resolved, not fetched
-    with pytest.raises(UsageProblem, match="no such folder"):
+    with pytest.raises(UsageProblem, match="no such tokenizer folder"):
         tio.resolve_spec("./nope")
 
 

@@ -23,7 +23,19 @@ from dataprep.io import INPUT_FORMATS
 @click.option("--truncation", type=click.Choice(["history", "drop"]), default="history", show_default=True,
               help="Rows over --max-length: drop oldest history pairs, then cut the response's end; or reject.")
 @click.option("--special-tokens", type=click.Choice(["reject", "text"]), default="reject", show_default=True,
-              help="Special tokens written inside content: reject the row, or encode them as plain text.")
+              help="Special tokens inside data (content, reasoning, tool calls, tools): reject the row, or encode "
+                   "them as plain text.")
+@click.option("--reasoning", type=click.Choice(["template", "expand"]), default="template", show_default=True,
+              help="template: train what the template renders for the whole conversation (Qwen3 keeps reasoning "
+                   "only after the last user turn, R1 drops it). expand: one row per assistant turn, each rendered "
+                   "as the final turn so its reasoning is kept; tokens grow with the square of the turns.")
+@click.option("--template-inserts", "inserted", type=click.Choice(["mask", "train"]), default="mask",
+              show_default=True,
+              help="Text a template writes inside a turn from no data (Qwen3's empty <think></think> block): leave "
+                   "it unsupervised, or train on it.")
+@click.option("--encoder", type=click.Choice(["auto", "hf", "fast"]), default="auto", show_default=True,
+              help="auto: the fast encoder (dataprep[fast]) once it has matched the reference on this run's text, "
+                   "else HF tokenizers; hf: the reference only; fast: require the fast one. Ids are the same.")
 @click.option("--task", type=click.Choice(["causal", "classification"]), default="causal", show_default=True,
               help="Causal-LM SFT rows (chat template, masked labels) or sequence(-pair) classification rows.")
 @click.option("--text", "text_field", metavar="FIELD", help="classification: the text field.")
@@ -42,7 +54,8 @@ from dataprep.io import INPUT_FORMATS
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr.")
 def command(
     inputs: tuple[str, ...], outdir: str, tokenizer: str, template: str | None, max_length: int | None,
-    mask_history: bool, train_on_prompt: bool, truncation: str, special_tokens: str, task: str, text_field: str | None,
+    mask_history: bool, train_on_prompt: bool, truncation: str, special_tokens: str, reasoning: str,
+    inserted: str, encoder: str, task: str, text_field: str | None,
     pair_field: str | None, label_field: str | None, trust_remote_code: bool, force: bool, batch_size: int,
     input_format: str | None, rejects: str | None, on_error: str, quiet: bool,
 ) -> None:
@@ -73,7 +86,9 @@ def command(
         raise UsageProblem("--mask-history and --train-on-prompt cannot be used together")
     mask = "last" if mask_history else "prompt" if train_on_prompt else None
     causal_only = {"--template": template, "--mask-history/--train-on-prompt": mask,
-                   "--special-tokens text": special_tokens if special_tokens != "reject" else None}
+                   "--special-tokens text": special_tokens if special_tokens != "reject" else None,
+                   "--reasoning expand": reasoning if reasoning != "template" else None,
+                   "--template-inserts train": inserted if inserted != "mask" else None}
     class_only = {"--text": text_field, "--text-pair": pair_field, "--label": label_field}
     job = TokenizeJob(inputs=list(inputs), outdir=outdir, tokenizer=tokenizer, task=task, template=template,
                       trust_remote_code=trust_remote_code, force=force, batch_size=batch_size,
@@ -89,7 +104,8 @@ def command(
     else:
         _refuse(class_only, "--task classification")
         job.causal = CausalOptions(max_length=max_length, mask=mask or "all", truncation=truncation,
-                                   special_tokens=special_tokens)
+                                   special_tokens=special_tokens, reasoning=reasoning, inserted=inserted,
+                                   encoder=encoder)
     bar = progress(quiet, "tokenize")
     try:
         result = tokenize_to_disk(job, progress=bar)

@@ -1,60 +1,62 @@
 """Causal-LM tokenization: canonical records → ``input_ids`` / ``attention_mask`` / ``labels`` / ``length``.
 
-Exactness. A record is rendered once by its chat template (``dataprep.template``) and the whole text is encoded
-with ``add_special_tokens=False``, which is what ``tokenizer.apply_chat_template(messages, tokenize=True)`` does;
-so ``input_ids`` equal the model's own chat-template ids, with no doubled BOS and no merges lost at turn
-boundaries (tokenizing turns separately and concatenating gets those wrong).
+Exactness. A record is rendered once by its chat template (:mod:`dataprep.template`, which also locates every
+assistant turn's span in that one text) and the whole text is encoded with ``add_special_tokens=False``, which is
+what ``tokenizer.apply_chat_template(messages, tokenize=True)`` does; so ``input_ids`` equal the model's own
+chat-template ids, with no doubled BOS and no merges lost at turn boundaries. Every run proves it on a sample:
+rows are rendered again by transformers' own renderer (``render_jinja_template``) and encoded by the reference
+``tokenizers`` encoder, and a difference stops the run (the count is in the summary and the manifest).
 
-Labels. The template gives, per assistant-side turn, the character span ``[start, end)`` of its content and its
-end-of-turn marker. **A token is supervised iff the character at its start offset lies inside a supervised
-span.** A token that straddles a boundary therefore belongs to the side where it begins: a token that starts in
-the header and runs into the response (``"\\n\\n"`` when a response starts with a newline) is not trained on, and a
-token that starts in the response and runs past it is. Offsets are the Rust tokenizer's character offsets into the
-rendered text (they survive normalizers such as NFC). Modes: ``all`` supervises every assistant-side turn,
-``last`` only the final one (``--mask-history``), ``prompt`` every token (``--train-on-prompt``; stored rows are
-never padded, so that is all of them). A row with no supervised token is rejected (``no_supervised_tokens``),
-never written: it would contribute a zero or NaN loss silently.
+Labels. **A token is supervised iff the character at its start lies inside a supervised span.** A token that
+straddles a boundary belongs to the side where it begins: one that starts in the header and runs into the reply
+(``"\\n\\n"`` when a reply starts with a newline) is not trained on, one that starts in the reply and runs past it
+is. Token starts come from the encoder (:mod:`dataprep.encoders`: the vocabulary's byte lengths, proven per row,
+or the reference's offsets). Modes: ``all`` supervises every assistant-side turn, ``last`` only the final one
+(``--mask-history``), ``prompt`` every token (``--train-on-prompt``). Text a template writes inside a turn on its
+own, from no data (Qwen3's empty ``<think>\\n\\n</think>\\n\\n``), is not supervised unless ``inserted="train"``:
+it is part of the prompt the model is given, not something the data shows it answering. A row with no supervised
+token is rejected (``no_supervised_tokens``): it would contribute a zero or NaN loss silently.
 
-Truncation (``max_length``). ``history``: drop the oldest history pairs, one pair (two ``roles``) at a time and
-only where the remaining conversation still starts on a user turn, re-render, and keep the first that fits; if
-even the last exchange alone is too long, keep its first ``max_length`` tokens, so the response is cut at the end
-and its end-of-turn token is not trained on (the model must not learn to stop where the data did not).
-``drop``: reject the row (``too_long``).
+Reasoning. ``template`` (default) trains what the template renders for the whole conversation (Qwen3 keeps
+reasoning only after the last user turn; R1 drops it everywhere). ``expand`` writes one row per assistant turn,
+each rendered as the final turn so its reasoning is kept (LLaMA-Factory v1 does this); tokens grow with the square
+of the turns. An expanded record counts once in and once per row out: the summary says how many rows it added.
 
-Special tokens in content. Text such as ``<|im_start|>assistant`` inside a message would be encoded as real
-control tokens and forge a turn. ``reject`` (default) rejects the row (``special_token_in_content``, the detail
-names the token). ``text`` encodes those occurrences as plain text, as ``apply_chat_template(...,
-sanitize_control_tokens=True)`` does: each occurrence is wrapped in private-use markers before rendering, the
-rendered text is split at the markers, template pieces are encoded normally and marked pieces with the Rust
-tokenizer's ``encode_special_tokens`` (a second tokenizer instance, so the shared one is never mutated).
+Truncation (``max_length``), linear in the conversation. ``history``: the oldest history pairs are dropped (only
+where the rest still starts on a user turn). How many is estimated from the one encode (the token where each
+assistant turn ends), then the shorter conversation is rendered and encoded once to check it fits, and the
+estimate is corrected from that exact length until it does (one or two renders, not one per pair). If even the last
+exchange alone is too long, its first ``max_length`` tokens are kept, so the reply is cut and its end-of-turn
+token is not trained on. ``drop``: reject the row (``too_long``).
 
-Speed. The hot path renders a batch in Python, encodes all its texts with one ``encode_batch`` call of the Rust
-tokenizer (multi-threaded, releases the GIL) while the next batch renders in this thread, and turns spans into
-label masks with numpy: a span becomes a token range with two ``char_to_token`` look-ups, never a loop over tokens.
+Special tokens in data. Text such as ``<|im_start|>assistant`` inside a message (or in a function name, a
+JSON-decoded argument, a ``tools`` description) would be encoded as real control tokens and forge a turn.
+``reject`` (default) rejects the row (``special_token_in_content``). ``text`` encodes those occurrences as plain
+text in the unchanged render, as ``apply_chat_template(..., sanitize_control_tokens=True)`` does.
 """
 
 from __future__ import annotations
 
-import bisect
-import re
+import hashlib
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from dataprep.records import TEXT_FIELDS, Record, RecordError, content_id
+from dataprep.errors import DataprepError
+from dataprep.records import Record, RecordError, check_canonical, content_id, expand_turns
 from dataprep.stage import Rejected
-from dataprep.tokenize.layout import IGNORE_INDEX, BatchResult, TokenizedBatch, flatten_ids
+from dataprep.tokenize.layout import IGNORE_INDEX, BatchResult, TokenizedBatch
 
 MASK_MODES = ("all", "last", "prompt")
 TRUNCATION_MODES = ("history", "drop")
 SPECIAL_TOKEN_MODES = ("reject", "text")
-
-# The markers transformers' sanitize_control_tokens uses, so "text" mode gives the same ids as that reference.
-MARK_START = "\U000f0000"
-MARK_END = "\U000f0001"
+REASONING_MODES = ("template", "expand")
+INSERTED_MODES = ("mask", "train")
+SELF_CHECK_EVERY = 97  # about 1% of rows, picked by id, plus the first row of every batch
 
 CAUSAL_SCHEMA = pa.schema(
     [
@@ -73,16 +75,23 @@ class CausalOptions:
     mask: str = "all"
     truncation: str = "history"
     special_tokens: str = "reject"
+    reasoning: str = "template"
+    inserted: str = "mask"
+    encoder: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.mask not in MASK_MODES:
-            raise ValueError(f"mask must be one of {MASK_MODES}")
-        if self.truncation not in TRUNCATION_MODES:
-            raise ValueError(f"truncation must be one of {TRUNCATION_MODES}")
-        if self.special_tokens not in SPECIAL_TOKEN_MODES:
-            raise ValueError(f"special_tokens must be one of {SPECIAL_TOKEN_MODES}")
+        for name, allowed in (("mask", MASK_MODES), ("truncation", TRUNCATION_MODES),
+                              ("special_tokens", SPECIAL_TOKEN_MODES), ("reasoning", REASONING_MODES),
+                              ("inserted", INSERTED_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError("max_length must be at least 1")
+
+    def key(self) -> dict[str, Any]:
+        """What shapes the output (the encoder does not: every encoder gives the reference's ids)."""
+        return {"max_length": self.max_length, "mask": self.mask, "truncation": self.truncation,
+                "special_tokens": self.special_tokens, "reasoning": self.reasoning, "inserted": self.inserted}
 
 
 def supervised_mask(starts: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -96,317 +105,296 @@ def supervised_mask(starts: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.
     return np.searchsorted(bounds, np.asarray(starts, dtype=np.int64), side="right") % 2 == 1
 
 
-class _PieceEncoding:
-    """Ids and start offsets of a row encoded piece by piece, with the look-ups the labeller uses."""
-
-    def __init__(self, ids: list[int], starts: list[int]) -> None:
-        self.ids = ids
-        self.starts = starts
-
-    def first_token_at(self, pos: int) -> int:
-        return bisect.bisect_left(self.starts, pos)
-
-
-class _RustRow:
-    """Adapter over a ``tokenizers.Encoding``: the first token starting at or after ``pos``, in O(1) look-ups."""
-
-    def __init__(self, encoding: Any, text_len: int) -> None:
-        self.encoding = encoding
-        self.ids = encoding.ids
-        self.text_len = text_len
-        self._starts: list[int] | None = None
-
-    def first_token_at(self, pos: int) -> int:
-        if pos >= self.text_len:
-            return len(self.ids)
-        enc = self.encoding
-        t = enc.char_to_token(pos)
-        if t is None:  # a character no token covers (a pre-tokenizer dropped it): search all offsets
-            if self._starts is None:
-                self._starts = [s for s, _ in enc.offsets]
-            return bisect.bisect_left(self._starts, pos)
-        # t is the first token containing pos; if it began earlier it straddles pos and is on the earlier side
-        return t if enc.token_to_chars(t)[0] >= pos else t + 1
+def _minus(spans: Sequence[tuple[int, int]], holes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` with the ``holes`` cut out (both sorted, disjoint)."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        at = start
+        for h_start, h_end in holes:
+            if h_end <= at or h_start >= end:
+                continue
+            if h_start > at:
+                out.append((at, h_start))
+            at = max(at, h_end)
+        if at < end:
+            out.append((at, end))
+    return out
 
 
 @dataclass
 class _Row:
-    index: int
+    index: int  # the row of the input batch it came from
     record: Record
     id: str
     split: str
-    text: str
-    spans: tuple[tuple[int, int], ...]
-    marked: bool = False
-    piece: _PieceEncoding | None = None
+    rendered: Any  # dataprep.template.Rendered
+    plain: list[tuple[int, int]] = field(default_factory=list)  # ranges to encode as text (--special-tokens text)
+    ids: np.ndarray | None = None
+    starts: np.ndarray | None = None
+    cut: int | None = None  # keep only the first ``cut`` tokens (the reply was cut)
     truncated: bool = False
 
 
 @dataclass
 class Prepared:
-    """A batch after rendering (Python side), waiting for the Rust encoder."""
+    """A batch after rendering (Python side), waiting for the encoder."""
 
     rows: list[_Row]
     rejected: list[tuple[int, Rejected]]
 
 
 class CausalTokenizer:
-    """Tokenizes canonical records for causal-LM SFT; one instance per run (stateless between batches)."""
+    """Tokenizes canonical records for causal-LM SFT; one instance per run."""
 
     schema = CAUSAL_SCHEMA
     task = "causal"
     label_names = None
 
     def __init__(self, tokenizer: Any, template: Any, options: CausalOptions | None = None) -> None:
-        from dataprep.template import special_tokens_in
+        from dataprep.encoders import AutoEncoder, plain_copy
 
         self.tokenizer = tokenizer
         self.template = template
         self.settings = options or CausalOptions()
-        self.backend = tokenizer._tokenizer
-        if self.backend.truncation is not None or self.backend.padding is not None:
-            from tokenizers import Tokenizer
-
-            # apply_chat_template neither pads nor truncates unless asked: use a copy without the file's settings
-            self.backend = Tokenizer.from_str(self.backend.to_str())
-            self.backend.no_truncation()
-            self.backend.no_padding()
-        self._special_tokens_in = special_tokens_in
-        self._plain_backend: Any = None
+        self.backend = plain_copy(tokenizer._tokenizer)
+        self.encoder = AutoEncoder(self.backend, self.settings.encoder)
+        self.turns = "last" if self.settings.mask == "last" or self.settings.reasoning == "expand" else "all"
+        self.created = 0  # rows added by the expand policy, beyond one per record
+        self.check = SelfCheck(template, self.backend)
 
     def options(self) -> dict[str, Any]:
-        o = self.settings
-        return {"max_length": o.max_length, "mask": o.mask, "truncation": o.truncation,
-                "special_tokens": o.special_tokens}
+        return self.settings.key()
 
     @staticmethod
     def rewrite_split(path: Any) -> Any:
         return path
 
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.describe(), "self_check": self.check.describe()}
+
     # -- Python side -------------------------------------------------------------------------------------------
 
-    def prepare(self, records: Sequence[Record], splits: Sequence[str]) -> Prepared:
+    def prepare(self, records: Sequence[Record], splits: Sequence[str | None]) -> Prepared:
         rows: list[_Row] = []
         rejected: list[tuple[int, Rejected]] = []
+        expand = self.settings.reasoning == "expand"
         for i, record in enumerate(records):
-            if splits[i] is None:
+            split = splits[i]
+            if split is None:
                 continue
             try:
-                row = self._prepare_one(i, record, splits[i])
+                check_canonical(record)
             except RecordError as exc:
                 rejected.append((i, Rejected(record, exc.reason, exc.detail)))
                 continue
-            rows.append(row)
+            parts = expand_turns(record) if expand else [record]
+            self.created += len(parts) - 1
+            for part in parts:
+                try:
+                    rows.append(self._prepare_one(i, part, split))
+                except RecordError as exc:
+                    rejected.append((i, Rejected(part, exc.reason, exc.detail)))
         return Prepared(rows, rejected)
 
     def _prepare_one(self, index: int, record: Record, split: str) -> _Row:
-        rid = str(record["id"]) if record.get("id") not in (None, "") else content_id(record)
-        specials = self._content_specials(record)
-        if specials and self.settings.special_tokens == "reject":
+        from dataprep.template import special_tokens_in_data
+
+        rendered = self.template.render(record, self.turns)
+        found = special_tokens_in_data(rendered, self.tokenizer)
+        if found and self.settings.special_tokens == "reject":
+            names = list(dict.fromkeys(token for _, _, token in found))
+            listed = ", ".join(repr(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             raise RecordError(
                 "special_token_in_content",
-                f"content contains the special token {specials[0]!r}"
-                + (f" (and {len(specials) - 1} more)" if len(specials) > 1 else "")
-                + "; use --special-tokens text to encode it as plain text",
+                f"data contains the special token{'s' if len(names) > 1 else ''} {listed} (at character "
+                f"{found[0][0]} of the render); use --special-tokens text to encode {'them' if len(names) > 1 else 'it'} "
+                "as plain text",
             )
-        source = _marked(record, specials) if specials else record
-        rendered = self.template.render(source)
-        row = _Row(index, record, rid, split, rendered.text, tuple(rendered.turns), marked=bool(specials))
-        if row.marked:
-            row.piece = self._encode_marked(row.text, specials)
-        return row
+        rid = str(record["id"]) if record.get("id") not in (None, "") else content_id(record)
+        return _Row(index, record, rid, split, rendered, [(s, e) for s, e, _ in found])
 
-    def _content_specials(self, record: Record) -> list[str]:
-        # one scan over all content, joined by NUL: no added token contains it, so none can form across a join
-        found = self._special_tokens_in("\0".join(_content_strings(record)), self.tokenizer)
-        return sorted(found, key=lambda t: (-len(t), t))
+    # -- the encoder (runs in a worker thread) -----------------------------------------------------------------
 
-    def _encode_marked(self, text: str, specials: list[str]) -> _PieceEncoding:
-        """Encode a rendered text whose content specials are marked: template pieces as usual, marked as text."""
-        if self._plain_backend is None:
-            from tokenizers import Tokenizer
+    def encode(self, prepared: Prepared) -> list[tuple[int, str]]:
+        """Fill each row's ids and token starts; returns rows that cannot be encoded exactly, with why."""
+        from dataprep.encoders import PlainTextError
 
-            self._plain_backend = Tokenizer.from_str(self.backend.to_str())
-            self._plain_backend.encode_special_tokens = True
-        pattern = "|".join(re.escape(t) for t in specials)
-        markers = re.compile(f"{MARK_START}({pattern}){MARK_END}|[{MARK_START}{MARK_END}]")
-        newline = self.backend.encode("\n", add_special_tokens=False).ids
-        ids: list[int] = []
-        starts: list[int] = []
-        pos = 0
-        first = True
-        for m in [*markers.finditer(text), None]:
-            end = m.start() if m is not None else len(text)
-            self._encode_piece(self.backend, text[pos:end], pos, first, newline, ids, starts)
-            first = False
-            if m is None:
-                break
-            if m.group(1):
-                self._encode_piece(self._plain_backend, m.group(1), m.start(1), False, newline, ids, starts)
-            pos = m.end()
-        return _PieceEncoding(ids, starts)
+        normal = [r for r in prepared.rows if not r.plain]
+        if normal:
+            batch = self.encoder.encode_with_starts([r.rendered.text for r in normal])
+            for k, row in enumerate(normal):
+                a, b = int(batch.offsets[k]), int(batch.offsets[k + 1])
+                row.ids, row.starts = batch.ids[a:b], batch.starts[a:b]
+        failed: list[tuple[int, str]] = []
+        for n, row in enumerate(prepared.rows):
+            if row.plain:
+                try:
+                    row.ids, row.starts = self.encoder.encode_with_plain_ranges(row.rendered.text, row.plain)
+                except PlainTextError as exc:
+                    failed.append((n, str(exc)))
+        return failed
 
-    @staticmethod
-    def _encode_piece(backend: Any, piece: str, at: int, first: bool, newline: list[int],
-                      ids: list[int], starts: list[int]) -> None:
-        # As transformers does: a piece after the first is encoded behind a newline that is then removed, so a
-        # SentencePiece tokenizer adds no prefix space mid-text.
-        if not piece:
-            return
-        shift = 0
-        enc = backend.encode(piece, add_special_tokens=False)
-        if not first:
-            behind = backend.encode("\n" + piece, add_special_tokens=False)
-            if behind.ids[: len(newline)] == newline:
-                enc, shift = behind, 1
-        skip = len(newline) if shift else 0
-        ids.extend(enc.ids[skip:])
-        starts.extend(at + max(s - shift, 0) for s, _ in enc.offsets[skip:])
+    # -- back in Python: truncation, the self-check and labels -------------------------------------------------
 
-    # -- Rust side (runs in a worker thread) -------------------------------------------------------------------
-
-    def encode(self, prepared: Prepared) -> list[Any]:
-        texts = [r.text for r in prepared.rows if not r.marked]
-        return self.backend.encode_batch(texts, add_special_tokens=False) if texts else []
-
-    # -- back in Python: truncation and labels -----------------------------------------------------------------
-
-    def finish(self, prepared: Prepared, encodings: list[Any]) -> BatchResult:
+    def finish(self, prepared: Prepared, failed: list[tuple[int, str]]) -> BatchResult:
         rejected = list(prepared.rejected)
-        it = iter(encodings)
-        encoded: list[Any] = [r.piece if r.marked else _RustRow(next(it), len(r.text)) for r in prepared.rows]
+        bad = {n for n, _ in failed}
+        rejected += [(prepared.rows[n].index, Rejected(prepared.rows[n].record, "special_token_in_content", why))
+                     for n, why in failed]
+        rows = [r for n, r in enumerate(prepared.rows) if n not in bad]
+        self.check.sample(rows)
         max_length = self.settings.max_length
-        keep_rows: list[_Row] = []
-        keep_enc: list[Any] = []
-        cut: list[int | None] = []
-        long_rows = []
-        for row, enc in zip(prepared.rows, encoded, strict=True):
-            if max_length is not None and len(enc.ids) > max_length:
+        kept: list[_Row] = []
+        for row in rows:
+            assert row.ids is not None
+            if max_length is not None and len(row.ids) > max_length:
                 if self.settings.truncation == "drop":
-                    detail = f"{len(enc.ids)} tokens, over --max-length {max_length}"
+                    detail = f"{len(row.ids)} tokens, over --max-length {max_length}"
                     rejected.append((row.index, Rejected(row.record, "too_long", detail)))
                     continue
-                long_rows.append((row, enc))
-                continue
-            keep_rows.append(row)
-            keep_enc.append(enc)
-            cut.append(None)
-        for row, enc, limit in self._shorten(long_rows) if long_rows else []:
-            keep_rows.append(row)
-            keep_enc.append(enc)
-            cut.append(limit)
-        order = sorted(range(len(keep_rows)), key=lambda k: keep_rows[k].index)
-        out_rows: list[_Row] = []
-        id_lists: list[list[int]] = []
-        truncated: list[bool] = []
-        token_ranges: list[tuple[int, int, int]] = []  # (row in output, first token, end token)
-        for k in order:
-            row, enc, limit = keep_rows[k], keep_enc[k], cut[k]
-            ids = enc.ids if limit is None else enc.ids[:limit]
-            ranges = self._ranges(row, enc, len(ids))
-            if not any(b > a for a, b in ranges):
-                detail = self._why_unsupervised(row, len(ids))
-                rejected.append((row.index, Rejected(row.record, "no_supervised_tokens", detail)))
-                continue
-            n = len(out_rows)
-            token_ranges.extend((n, a, b) for a, b in ranges if b > a)
-            out_rows.append(row)
-            id_lists.append(ids)
-            truncated.append(row.truncated)
-        flat, offsets = flatten_ids(id_lists)
-        labels = self._labels(flat, offsets, token_ranges)
-        tokens = TokenizedBatch(
-            ids=[r.id for r in out_rows],
-            splits=[r.split for r in out_rows],
-            offsets=offsets,
-            columns={"input_ids": flat, "attention_mask": np.ones(len(flat), dtype=np.int8), "labels": labels},
-            truncated=np.asarray(truncated, dtype=bool),
-        )
+                try:
+                    row = self._shorten(row, max_length)
+                except RecordError as exc:
+                    rejected.append((row.index, Rejected(row.record, exc.reason, exc.detail)))
+                    continue
+            kept.append(row)
+        tokens, empty = self._labelled(kept)
+        rejected += [(row.index, Rejected(row.record, "no_supervised_tokens", self._why_unsupervised(row)))
+                     for row in empty]
         rejected.sort(key=lambda item: item[0])
         return BatchResult(tokens, rejected)
 
-    def _ranges(self, row: _Row, enc: Any, n_tokens: int) -> list[tuple[int, int]]:
+    def _spans(self, row: _Row) -> list[tuple[int, int]]:
+        rendered = row.rendered
         if self.settings.mask == "prompt":
-            return [(0, n_tokens)]
-        spans = row.spans[-1:] if self.settings.mask == "last" else row.spans
-        return [(min(enc.first_token_at(s), n_tokens), min(enc.first_token_at(e), n_tokens)) for s, e in spans]
+            return [(0, len(rendered.text))]
+        spans = list(rendered.spans[-1:] if self.settings.mask == "last" else rendered.spans)
+        if self.settings.inserted == "mask" and rendered.inserted:
+            spans = _minus(spans, rendered.inserted)
+        return spans
 
-    @staticmethod
-    def _labels(flat: np.ndarray, offsets: np.ndarray, token_ranges: list[tuple[int, int, int]]) -> np.ndarray:
-        if not token_ranges:
-            return np.full(len(flat), IGNORE_INDEX, dtype=np.int32)
-        spec = np.asarray(token_ranges, dtype=np.int64)
-        base = offsets[spec[:, 0]]
-        diff = np.zeros(len(flat) + 1, dtype=np.int32)
-        np.add.at(diff, base + spec[:, 1], 1)
-        np.add.at(diff, base + spec[:, 2], -1)
-        inside = np.cumsum(diff[:-1]) > 0
-        return np.where(inside, flat, IGNORE_INDEX).astype(np.int32)
+    def _labelled(self, rows: list[_Row]) -> tuple[TokenizedBatch, list[_Row]]:
+        """Labels for every row at once: token starts and span bounds are shifted by each row's place in the
+        concatenated texts, so one ``searchsorted`` decides every token of the batch."""
+        lengths = np.fromiter((len(r.ids) if r.cut is None else r.cut for r in rows), np.int64, len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        ids = np.concatenate([r.ids[:n] for r, n in zip(rows, lengths, strict=True)]) if rows \
+            else np.zeros(0, np.int32)
+        starts = np.concatenate([r.starts[:n] for r, n in zip(rows, lengths, strict=True)]).astype(np.int64) \
+            if rows else np.zeros(0, np.int64)
+        text_base = np.zeros(len(rows), dtype=np.int64)
+        if rows:
+            np.cumsum([len(r.rendered.text) + 1 for r in rows[:-1]], out=text_base[1:])
+        bounds = [b + base for r, base in zip(rows, text_base.tolist(), strict=True)
+                  for span in self._spans(r) for b in span]
+        global_starts = starts + np.repeat(text_base, lengths)
+        inside = np.searchsorted(np.asarray(bounds, np.int64), global_starts, side="right") % 2 == 1 \
+            if bounds else np.zeros(len(ids), dtype=bool)
+        per_row = np.add.reduceat(inside, offsets[:-1]) if len(ids) else np.zeros(len(rows), np.int64)
+        per_row = np.where(lengths > 0, per_row, 0)
+        keep = per_row > 0
+        empty = [r for r, k in zip(rows, keep.tolist(), strict=True) if not k]
+        if empty:
+            token_keep = np.repeat(keep, lengths)
+            ids, inside = ids[token_keep], inside[token_keep]
+            rows = [r for r, k in zip(rows, keep.tolist(), strict=True) if k]
+            lengths = lengths[keep]
+            offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+        labels = np.where(inside, ids, IGNORE_INDEX).astype(np.int32)
+        tokens = TokenizedBatch(
+            ids=[r.id for r in rows],
+            splits=[r.split for r in rows],
+            offsets=offsets,
+            columns={"input_ids": ids.astype(np.int32), "attention_mask": np.ones(len(ids), dtype=np.int8),
+                     "labels": labels},
+            truncated=np.asarray([r.truncated for r in rows], dtype=bool),
+        )
+        return tokens, empty
 
-    def _why_unsupervised(self, row: _Row, n_tokens: int) -> str:
-        if not row.spans:
+    def _why_unsupervised(self, row: _Row) -> str:
+        if not row.rendered.spans:
             return "the template marks no assistant turn to train on"
-        if self.settings.max_length is not None and n_tokens >= self.settings.max_length:
-            return f"the prompt alone fills --max-length {self.settings.max_length}; nothing of the response fits"
+        if row.cut is not None:
+            return f"the prompt alone fills --max-length {self.settings.max_length}; nothing of the reply fits"
         return "no token starts inside an assistant turn"
 
-    def _shorten(self, rows: list[tuple[_Row, Any]]) -> list[tuple[_Row, Any, int | None]]:
-        """History truncation for rows over max_length: fewest dropped pairs that fit, else cut the last turn."""
-        max_length = self.settings.max_length
-        assert max_length is not None
-        out: list[tuple[_Row, Any, int | None]] = []
-        candidates: list[tuple[int, int, _Row]] = []  # (row number, dropped pairs, rendered row)
-        for n, (row, _) in enumerate(rows):
-            for drop in _droppable(row.record):
-                shorter = _drop_history(row.record, drop)
-                try:
-                    candidates.append((n, drop, self._prepare_one(row.index, shorter, row.split)))
-                except RecordError:
-                    continue
-        plain = [c for c in candidates if not c[2].marked]
-        encs = self.backend.encode_batch([c[2].text for c in plain], add_special_tokens=False) if plain else []
-        enc_of = {id(c[2]): _RustRow(e, len(c[2].text)) for c, e in zip(plain, encs, strict=True)}
-        best: dict[int, tuple[_Row, Any]] = {}
-        for n, _drop, cand in candidates:
-            enc = cand.piece if cand.marked else enc_of[id(cand)]
-            if n in best and len(best[n][1].ids) <= max_length:
-                continue
-            best[n] = (cand, enc)
-        for n, (row, full) in enumerate(rows):
-            cand, enc = best.get(n, (row, full))
-            limit = None if len(enc.ids) <= max_length else max_length
-            kept = _Row(row.index, row.record, row.id, row.split, cand.text, cand.spans, cand.marked, cand.piece,
-                        truncated=True)
-            out.append((kept, enc, limit))
-        return out
+    # -- truncation ----------------------------------------------------------------------------------------------
+
+    def _shorten(self, row: _Row, max_length: int) -> _Row:
+        """Drop the fewest oldest history pairs that make the row fit; else cut the last exchange.
+
+        Shorter conversations are rendered and encoded for real (the text must be the template's own), but few
+        of them: the first guess comes from where each turn ends in the full encode, and a binary search over
+        the pairs that may be dropped corrects it, so a conversation of n turns costs O(log n) renders at most.
+        """
+        choices = _droppable(row.record)
+        if not choices:
+            row.cut, row.truncated = max_length, True
+            return row
+        tried: dict[int, _Row] = {}
+
+        def attempt(i: int) -> _Row:
+            if i not in tried:
+                tried[i] = self._render_encode(row, choices[i])
+            return tried[i]
+
+        def fits(i: int) -> bool:
+            return len(attempt(i).ids) <= max_length  # type: ignore[arg-type]
+
+        first = _first_fit(len(choices), fits, self._guess(row, choices, attempt, max_length))
+        if first is None:
+            last = attempt(len(choices) - 1)
+            last.cut = max_length
+            return last
+        return attempt(first)
+
+    def _guess(self, row: _Row, choices: list[int], attempt: Any, max_length: int) -> int | None:
+        """Where to look first: from the exact length with the fewest pairs dropped, take away, pair by pair,
+        the tokens those turns took in the full encode (None when not every turn's span is known)."""
+        rendered = row.rendered
+        if len(rendered.spans) != len(row.record["history"]) + 1 or len(choices) == 1:
+            return None
+        assert row.starts is not None
+        ends = np.searchsorted(row.starts, [end for _, end in rendered.spans]).tolist()
+        length = len(attempt(0).ids)
+        base = ends[choices[0] - 1]
+        return next((i for i, c in enumerate(choices) if length - (ends[c - 1] - base) <= max_length),
+                    len(choices) - 1)
+
+    def _render_encode(self, row: _Row, pairs: int) -> _Row:
+        from dataprep.template import special_tokens_in_data
+
+        shorter = _drop_history(row.record, pairs)
+        rendered = self.template.render(shorter, self.turns)
+        plain = [(s, e) for s, e, _ in special_tokens_in_data(rendered, self.tokenizer)]
+        if plain:
+            ids, starts = self.encoder.encode_with_plain_ranges(rendered.text, plain)
+        else:
+            batch = self.encoder.encode_with_starts([rendered.text])
+            ids, starts = batch.ids, batch.starts
+        return _Row(row.index, row.record, row.id, row.split, rendered, plain, ids, starts, truncated=True)
 
 
-def _content_strings(record: Record) -> list[str]:
-    texts = [record.get(f) or "" for f in TEXT_FIELDS]
-    for pair in record.get("history") or []:
-        texts.extend(x for x in pair if isinstance(x, str))
-    if isinstance(record.get("tools"), str):
-        texts.append(record["tools"])
-    return [t for t in texts if isinstance(t, str) and t]
-
-
-def _marked(record: Record, specials: list[str]) -> Record:
-    """A copy whose content has each special token wrapped in markers (markers already there are dropped)."""
-    pattern = re.compile("|".join(re.escape(t) for t in specials))
-
-    def mark(text: Any) -> Any:
-        if not isinstance(text, str):
-            return text
-        text = text.replace(MARK_START, "").replace(MARK_END, "")
-        return pattern.sub(lambda m: f"{MARK_START}{m.group(0)}{MARK_END}", text)
-
-    out = dict(record)
-    for f in (*TEXT_FIELDS, "tools"):
-        if f in out:
-            out[f] = mark(out[f])
-    if out.get("history"):
-        out["history"] = [[mark(x) for x in pair] for pair in out["history"]]
-    return out
+def _first_fit(n: int, fits: Any, guess: int | None) -> int | None:
+    """The smallest i in [0, n) with ``fits(i)`` (monotone: once true, true after), or None; checks ``guess`` and
+    its neighbour first, so a good guess costs two calls."""
+    lo, hi = 0, n
+    if guess is not None:
+        if fits(guess):
+            hi = guess
+            if guess == 0 or not fits(guess - 1):
+                return guess
+        else:
+            lo = guess + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo if lo < n and fits(lo) else None
 
 
 def _droppable(record: Record) -> list[int]:
@@ -422,4 +410,58 @@ def _drop_history(record: Record, pairs: int) -> Record:
     out["history"] = list(record.get("history") or [])[pairs:]
     if record.get("roles"):
         out["roles"] = list(record["roles"])[2 * pairs:]
-    return out
+    if record.get("reasoning"):
+        out["reasoning"] = list(record["reasoning"])[pairs:]
+    return out  # type: ignore[return-value]
+
+
+class SelfCheck:
+    """The run's proof of exactness on a sample: transformers' own renderer plus the reference encoder.
+
+    The first row of every batch and about 1% of the others (chosen by id, so the sample is the same on every
+    run) are rendered by ``transformers.utils.chat_template_utils.render_jinja_template`` (what
+    ``apply_chat_template`` calls; importing it does not import torch, and it loads in a thread meanwhile) and
+    encoded by the ``tokenizers`` reference. A row that differs stops the run: it is a bug, and the rows not
+    sampled cannot be trusted either. Rows with special tokens encoded as text are not sampled (the reference
+    for them needs the full transformers tokenizer; tests cover them).
+    """
+
+    def __init__(self, template: Any, backend: Any) -> None:
+        self.template = template
+        self.backend = backend
+        self.checked = 0
+        self.passed = 0
+        self._render: Any = None
+        self._loader = threading.Thread(target=self._load, name="dataprep-selfcheck-import", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        try:
+            from transformers.utils.chat_template_utils import render_jinja_template
+        except Exception:  # noqa: BLE001 - reported as "not available" in the manifest
+            return
+        self._render = render_jinja_template
+
+    def describe(self) -> dict[str, Any]:
+        return {"checked": self.checked, "passed": self.passed,
+                "reference": "transformers render_jinja_template + tokenizers encode"}
+
+    def sample(self, rows: Sequence[_Row]) -> None:
+        picks = [r for n, r in enumerate(rows) if not r.plain and (
+            n == 0 or int(hashlib.blake2b(r.id.encode(), digest_size=4).hexdigest(), 16) % SELF_CHECK_EVERY == 0)]
+        if not picks:
+            return
+        self._loader.join()
+        if self._render is None:
+            return
+        for row in picks:
+            messages, tools = self.template.messages_of(row.record)
+            text = self._render([messages], tools=tools, chat_template=self.template.source,
+                                **self.template.variables)[0][0]
+            expected = self.backend.encode(text, add_special_tokens=False).ids
+            self.checked += 1
+            if text != row.rendered.text or list(row.ids) != expected:
+                raise DataprepError(
+                    f"row {row.id}: dataprep's ids differ from apply_chat_template's (self-check); nothing was "
+                    "written", hint="this is a bug in dataprep for this template: please report it with the row")
+            self.passed += 1

@@ -96,6 +96,10 @@ class TokenizeStage:
     def facts(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def created(self) -> int:
+        return self.encoder.created
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -178,14 +182,14 @@ def _batches(inputs: list[InputFile], job: TokenizeJob, report: StageReport) -> 
 
 def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResult:
     """Tokenize ``job.inputs`` into the DatasetDict folder ``job.outdir``; skip the work when it is up to date."""
-    from dataprep.tokenizer_io import load_tokenizer, tokenizer_facts, tokenizer_files_sha256
+    from dataprep.tokenizer_io import open_tokenizer, save_tokenizer, tokenizer_facts, tokenizer_files_sha256
 
     parsed = [parse_input(a) for a in job.inputs]
     if sum(1 for _, p in parsed if p == "-") > 1:
         raise UsageProblem("stdin ('-') can be given only once")
     check_paths([path for _, path in parsed], None, job.rejects, replaced_folders=[job.outdir])
     check_replaceable_folder(job.outdir, mf.MANIFEST)
-    tokenizer = load_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
+    tokenizer = open_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
     encoder, template_facts = _encoder_for(job, tokenizer)
     out = OutputDir(job.outdir, encoder.schema)
     report = StageReport("tokenize", job.rejects)
@@ -209,7 +213,8 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     facts = tokenizer_facts(tokenizer)
     manifest = Manifest(
         task=job.task,
-        tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tok_sha, **facts),
+        tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tok_sha,
+                                    **{k: v for k, v in facts.items() if k in mf.TokenizerFacts.__dataclass_fields__}),
         splits={}, key=key, options=encoder.options(), template=template_facts,
         inputs=[f.fact() for f in inputs],
     )
@@ -219,7 +224,7 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         from dataprep.card import dataset_card
 
         out.finish_splits(key, encoder.rewrite_split)
-        tokenizer.save_pretrained(str(out.staging / mf.TOKENIZER_DIR))
+        save_tokenizer(tokenizer, out.staging / mf.TOKENIZER_DIR)
         manifest.splits = {s: sink.splits[s] for s in out.splits}
         manifest.rejected = dict(sorted(report.reasons.items()))
         stats = list(manifest.splits.values())
@@ -228,6 +233,9 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         manifest.totals = Totals(rows_in=report.rows_in, rows_out=report.rows_out, rejected=report.rejected,
                                  truncated=sum(s.truncated for s in stats), tokens=sum(s.tokens for s in stats),
                                  supervised_tokens=supervised)
+        run_facts = encoder.describe()
+        manifest.encoder = run_facts.get("encoder")
+        manifest.self_check = run_facts.get("self_check")
         names = encoder.label_names
         if names is not None:
             manifest.labels = {"field": job.classify.label, "names": list(names),
@@ -273,4 +281,9 @@ def _summary(report: StageReport, manifest: Manifest, elapsed: float) -> str:
         report.extra["supervised"] = f"{100 * totals.supervised_tokens / totals.tokens:.1f}%"
     report.extra["splits"] = " ".join(f"{s}={n.rows}" for s, n in manifest.splits.items()) or "none"
     report.extra["rows/s"] = f"{report.rows_in / elapsed:,.0f}"
+    if manifest.encoder:
+        report.extra["encoder"] = manifest.encoder.get("name")
+    if manifest.self_check:
+        check = manifest.self_check
+        report.extra["self-check"] = f"{check['passed']}/{check['checked']} rows identical to apply_chat_template"
     return report.summary()

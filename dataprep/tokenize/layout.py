@@ -107,6 +107,8 @@ class Encoder(Protocol):
 
     task: str
     schema: pa.Schema
+    label_names: list[str] | None  # classification: label ids index this list
+    created: int  # rows written beyond one per record (the expand policy)
 
     def prepare(self, records: Sequence[Record], splits: Sequence[str | None]) -> Any: ...
 
@@ -116,4 +118,12 @@ class Encoder(Protocol):
 
     def options(self) -> dict[str, Any]:
         """Everything that shapes the output, for the cache key and the manifest."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What ran, for the manifest (``encoder``, ``self_check``)."""
+        ...
+
+    def rewrite_split(self, path: Any) -> Any:
+        """Replace a finished split file if the task must (classification maps label names to ids)."""
         ...

@@ -70,6 +70,7 @@ class PairClassifier:
     """Tokenizes rows for sequence classification; the Encoder protocol of dataprep.tokenize.layout."""
 
     task = "classification"
+    created = 0
 
     def __init__(self, tokenizer: Any, options: ClassifyOptions) -> None:
         from tokenizers import Tokenizer
@@ -94,6 +95,9 @@ class PairClassifier:
             fields.append(("label_text", pa.string()))
         fields.append(("length", pa.int32()))
         self.schema = pa.schema(fields)
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": {"name": "tokenizers", "requested": "hf"}}
 
     def options(self) -> dict[str, Any]:
         o = self.settings
