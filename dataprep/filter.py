@@ -33,7 +33,7 @@ import polars as pl
 from dataprep.errors import InputError, UsageProblem
 from dataprep.io import Batch
 from dataprep.records import Record
-from dataprep.stage import Rejected, survivors
+from dataprep.stage import Rejected, canonical_part, remap, survivors
 
 STAGE = "filter"
 REASONS = (
@@ -250,7 +250,9 @@ class FilterStage:
         self.seen = DedupState() if options.dedup else None
 
     def process(self, batch: Batch) -> tuple[Batch, list[Rejected]]:
-        kept, rejected = filter_batch(batch.records, self.options, self.seen)
+        part, positions, malformed = canonical_part(batch)
+        kept, rejected = filter_batch(part.records, self.options, self.seen)
+        rejected = malformed + remap(rejected, positions)
         return survivors(batch, kept, rejected), rejected
 
     def finish(self) -> tuple[()]:

@@ -420,7 +420,6 @@ def expand_turns(record: Record) -> list[Record]:
 
 
 _STRING_FIELDS = ("id", *TEXT_FIELDS)
-_ALLOWED_KEYS = frozenset(FIELD_ORDER)
 
 
 def _type_name(value: Any) -> str:
@@ -433,7 +432,7 @@ def check_canonical(record: Any) -> None:
     Stages after normalize call this instead of trusting their input: a string ``history`` would otherwise be
     read as turns letter by letter, a null reply trained as an empty one, and a role string with control
     tokens in it written into the text. Reasons: ``not_canonical`` (not an object, or none of the fields),
-    ``missing_field``, ``null_field``, ``wrong_type``, ``unknown_field``, ``bad_history``, ``bad_roles``,
+    ``missing_field``, ``null_field``, ``wrong_type``, ``bad_history``, ``bad_roles``,
     ``bad_reasoning``.
     """
     if not isinstance(record, dict):
@@ -453,9 +452,6 @@ def check_canonical(record: Any) -> None:
     for i, pair in enumerate(history):
         if not (type(pair) is list and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str):
             raise RecordError("bad_history", f"history[{i}] must be a [user, assistant] pair of strings")
-    unknown = sorted(str(k) for k in record if k not in _ALLOWED_KEYS)
-    if unknown:
-        raise RecordError("unknown_field", f"field {unknown[0]!r} is not part of a canonical record")
     n_turns = 2 * (len(history) + 1)
     roles = record.get("roles")
     if roles is not None:

@@ -38,7 +38,7 @@ import numpy as np
 from dataprep.errors import DataprepError, UsageProblem
 from dataprep.io import Batch, dumps
 from dataprep.records import Record, ordered, user_text
-from dataprep.stage import Rejected
+from dataprep.stage import Rejected, canonical_part, remap
 
 STAGE = "split"
 SPLITS = ("train", "validation", "test")
@@ -346,8 +346,9 @@ class SplitStage:
         self.splitter = Splitter(options)
 
     def process(self, batch: Batch) -> tuple[list[Record], list[Rejected]]:
-        locations = [batch.location(i) for i in range(len(batch))]
-        return [], self.splitter.add(batch.records, locations)
+        part, positions, malformed = canonical_part(batch)
+        locations = [part.location(i) for i in range(len(part))]
+        return [], malformed + remap(self.splitter.add(part.records, locations), positions)
 
     def finish(self) -> Iterator[tuple[Batch, list[Rejected]]]:
         for batch in self.splitter.finish():

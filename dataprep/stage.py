@@ -178,3 +178,33 @@ def survivors(batch: Batch, kept: list[Record], rejected: list[Rejected]) -> Bat
     if len(positions) != len(kept):
         raise AssertionError(f"{len(kept)} kept + {len(rejected)} rejected rows from a batch of {len(batch)}")
     return batch.take(positions, kept)
+
+
+def canonical_part(batch: Batch) -> tuple[Batch, list[int], list[Rejected]]:
+    """The canonical records of ``batch`` (as a batch keeping their locations), their positions in ``batch``, and
+    a reject for every other row. A batch of plainly raw data (alpaca, ShareGPT...) stops the run instead.
+
+    Stages after normalize call this rather than trust their input (a string ``history`` would be read letter by
+    letter, a null reply trained as empty). Indexes in rejects of the returned batch map back through
+    ``positions``.
+    """
+    from dataprep.errors import UsageProblem
+    from dataprep.records import NOT_CANONICAL, RecordError, check_canonical, looks_raw
+
+    if looks_raw(batch.records):
+        raise UsageProblem(f"{batch.location(0)}: {NOT_CANONICAL}")
+    positions: list[int] = []
+    rejected: list[Rejected] = []
+    for i, record in enumerate(batch.records):
+        try:
+            check_canonical(record)
+        except RecordError as exc:
+            rejected.append(Rejected(record, exc.reason, exc.detail, index=i))
+            continue
+        positions.append(i)
+    return (batch if not rejected else batch.take(positions)), positions, rejected
+
+
+def remap(rejected: list[Rejected], positions: list[int]) -> list[Rejected]:
+    """Rejects of a sub-batch with their indexes turned back into indexes of the batch it was taken from."""
+    return [r._replace(index=positions[r.index]) if r.index is not None else r for r in rejected]

@@ -46,8 +46,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dataprep.errors import DataprepError
-from dataprep.records import Record, RecordError, check_canonical, content_id, expand_turns
+from dataprep.errors import DataprepError, UsageProblem
+from dataprep.records import (
+    NOT_CANONICAL,
+    Record,
+    RecordError,
+    check_canonical,
+    content_id,
+    expand_turns,
+    looks_raw,
+)
 from dataprep.stage import Rejected
 from dataprep.tokenize.layout import IGNORE_INDEX, BatchResult, TokenizedBatch
 
@@ -175,6 +183,8 @@ class CausalTokenizer:
     # -- Python side -------------------------------------------------------------------------------------------
 
     def prepare(self, records: Sequence[Record], splits: Sequence[str | None]) -> Prepared:
+        if looks_raw(records):
+            raise UsageProblem(NOT_CANONICAL)
         rows: list[_Row] = []
         rejected: list[tuple[int, Rejected]] = []
         expand = self.settings.reasoning == "expand"
