@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import invoke
 
-from dataprep.filter import REASONS, DedupState, FilterOptions, content_key, filter_batch
+from dataprep.filter import REASONS, FilterOptions, FilterState, content_key, filter_batch
 from dataprep.io import dumps
 from dataprep.records import Record, make_record
 
@@ -131,7 +131,7 @@ def test_dedup_keeps_the_first_and_names_it(tmp_path):
 
 def test_dedup_state_spans_batches_and_ignores_rejected_rows():
     options = FilterOptions(dedup="exact", min_response_chars=3)
-    seen = DedupState()
+    seen = FilterState.for_options(options)
     short = make_record(prompt="p", response="ab", id="short")
     kept1, rejected1 = filter_batch([short], options, seen)
     assert (kept1, [r.reason for r in rejected1]) == ([], ["response_too_short"])
