@@ -44,7 +44,7 @@ from dataprep.shingles import POLY, char_shingles, conversation_text, mix64
 NUM_PERM = 128
 SHINGLE = 5
 SEED = 1
-DEFAULT_THRESHOLD = 0.8
+DEFAULT_THRESHOLD = 0.7
 CANDIDATE_RECALL = 0.99  # P(a pair exactly at the threshold shares a band)
 MAX_CANDIDATES = 64  # verified per row, earliest kept first; bounds the work on highly templated data
 _BAND_SALT = np.uint64(0xD6E8FEB86659FD93)

@@ -34,22 +34,18 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
+from dataprep.decontam import DEFAULT_NGRAM, EvalIndex
+from dataprep.dedup import DEFAULT_THRESHOLD, NearDedup
 from dataprep.errors import InputError, UsageProblem
 from dataprep.records import Record
 from dataprep.stage import Rejected
 
-if TYPE_CHECKING:
-    from dataprep.decontam import EvalIndex
-    from dataprep.dedup import NearDedup
-
 STAGE = "filter"
 DEDUP_MODES = ("exact", "near")
-DEFAULT_THRESHOLD = 0.8  # the same as dedup.DEFAULT_THRESHOLD, kept here so --help imports no numpy code
-DEFAULT_NGRAM = 13  # the same as decontam.DEFAULT_NGRAM
 TEXT_COLUMNS = ("prefix", "prompt", "query", "response")
 
 
@@ -253,18 +249,12 @@ class FilterState:
     evals: EvalIndex | None = None
 
     @classmethod
-    def for_options(cls, options: FilterOptions, input_format: str | None = None) -> FilterState:
+    def for_options(cls, options: FilterOptions) -> FilterState:
         """Fresh state for a run; reads the evaluation files now, so a bad one fails before any row is read."""
         exact = DedupState() if options.dedup else None
-        near = evals = None
-        if options.dedup == "near":
-            from dataprep.dedup import NearDedup
-
-            near = NearDedup(options.threshold)
-        if options.decontaminate:
-            from dataprep.decontam import EvalIndex
-
-            evals = EvalIndex.from_files(options.decontaminate, options.ngram, input_format)
+        near = NearDedup(options.threshold) if options.dedup == "near" else None
+        evals = EvalIndex.from_files(options.decontaminate, options.ngram) \
+            if options.decontaminate else None
         return cls(exact, near, evals)
 
     def facts(self) -> dict[str, str]:
