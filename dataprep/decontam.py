@@ -133,5 +133,6 @@ class EvalIndex:
         text = (f"{len(self.files)} eval file{'s' if len(self.files) != 1 else ''}, {len(self.locations):,} rows, "
                 f"{len(self.hashes):,} {self.ngram}-grams")
         if self.short_rows:
-            text += f", {self.short_rows:,} rows under {self.ngram} words never match"
+            rows = "row" if self.short_rows == 1 else "rows"
+            text += f", {self.short_rows:,} {rows} under {self.ngram} words never match"
         return text
