@@ -27,7 +27,7 @@ import numpy as np
 from dataprep.errors import UsageProblem
 from dataprep.io import read_batches
 from dataprep.records import Record
-from dataprep.shingles import WordHashes, conversation_text, word_ngrams
+from dataprep.shingles import conversation_text, word_ngrams
 
 DEFAULT_NGRAM = 13
 QUOTE_CHARS = 80
@@ -63,7 +63,6 @@ class EvalIndex:
     locations: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     short_rows: int = 0
-    cache: WordHashes = field(default_factory=WordHashes, repr=False)
 
     @classmethod
     def from_files(cls, paths: list[str] | tuple[str, ...], ngram: int = DEFAULT_NGRAM,
@@ -95,7 +94,7 @@ class EvalIndex:
                 texts.append(text)
                 owner.append(base + i)
         self.locations.extend(locations)
-        hashes, counts, _ = word_ngrams(texts, self.ngram, self.cache)
+        hashes, counts, _ = word_ngrams(texts, self.ngram)
         rows = np.repeat(np.asarray(owner, dtype=np.uint32), counts)
         per_row = np.bincount(np.asarray(owner, dtype=np.int64) - base, weights=counts, minlength=len(records))
         self.short_rows += int((per_row == 0).sum())
@@ -112,7 +111,7 @@ class EvalIndex:
         results: list[Overlap | None] = [None] * len(texts)
         if not len(self.hashes) or not texts:
             return results
-        hashes, counts, tokens = word_ngrams(texts, self.ngram, self.cache)
+        hashes, counts, tokens = word_ngrams(texts, self.ngram)
         at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
         hit = np.flatnonzero(self.hashes[at] == hashes)
         if not len(hit):
@@ -122,7 +121,7 @@ class EvalIndex:
         rows, first = np.unique(owner, return_index=True)
         for row, h in zip(rows.tolist(), hit[first].tolist(), strict=True):
             k = h - int(starts[row])
-            quote = " ".join(tokens[row][k:k + self.ngram])
+            quote = " ".join(tokens[row].to_list()[k:k + self.ngram])
             if len(quote) > QUOTE_CHARS:
                 quote = quote[: QUOTE_CHARS - 1] + "…"
             results[row] = Overlap(self.locations[int(self.rows[at[h]])], quote)

@@ -1,32 +1,30 @@
 """Normalized words and 64-bit hashes of their n-grams, for near-duplicate detection and decontamination.
 
-Normalization: casefold, then keep word characters only. A word is a run of Unicode word characters (``\\w``),
-except that each Han, Hiragana, Katakana or Hangul character is a word of its own: those scripts write no
-spaces, and a whole Chinese sentence as one "word" would make n-grams useless. Punctuation, whitespace and
-case therefore never tell two texts apart.
+Normalization: lowercase, then keep word characters only. A word is a run of Unicode word characters
+(``\\w``), except that each Han, Hiragana, Katakana or Hangul character is a word of its own: those scripts
+write no spaces, and a whole Chinese sentence as one "word" would make n-grams useless. Punctuation,
+whitespace and case therefore never tell two texts apart. The split runs in polars (Rust regex, all cores).
 
-Hashes are deterministic everywhere (no Python ``hash()``, whose salt changes per process): a word hashes to
-the first 8 bytes of its blake2b digest, a character to its code point, and an n-gram to a polynomial over
-its items' hashes, finished with the splitmix64 mixer. Everything after the word split is numpy over whole
-batches, so the cost per row is one regex pass and a dictionary lookup per word.
+Character shingles (near-dedup) hash code points with the splitmix64 mixer, so signatures are the same on
+every machine and run (no Python ``hash()``, whose salt changes per process). Word n-grams (decontamination)
+hash words with polars' string hash: those hashes are only compared within one process, never stored, so
+only their collision rate (2**-64) matters, not their values. An n-gram's hash is a polynomial over its
+items' hashes, finished with the mixer; everything after the split is numpy over whole batches.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterable
-
 import numpy as np
+import polars as pl
 
 from dataprep.records import Record
 
 _SEPARATE = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-WORD = re.compile(rf"[{_SEPARATE}]|[^\W{_SEPARATE}]+")
+WORD = rf"[{_SEPARATE}]|[^\W{_SEPARATE}]+"
 # An odd multiplier that is 3 mod 4, so that swapping two items changes the sum by (1 - P) * d, a number with
 # a single factor of two: no n-gram collides with its own permutation more often than by chance.
 POLY = np.uint64(0x9E3779B97F4A7C17)
-_TOKEN_CACHE_LIMIT = 1 << 20
+WORD_SEED = 0x5EED
 
 
 def conversation_text(record: Record) -> str:
@@ -41,9 +39,14 @@ def conversation_text(record: Record) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def split_words(texts: list[str]) -> pl.Series:
+    """The normalized words of each text, as a polars list column."""
+    return pl.Series(texts, dtype=pl.String).str.to_lowercase().str.extract_all(WORD)
+
+
 def words(text: str) -> list[str]:
-    """The normalized words of ``text``."""
-    return WORD.findall(text.casefold())
+    """The normalized words of one text."""
+    return split_words([text])[0].to_list()
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -53,20 +56,6 @@ def mix64(x: np.ndarray) -> np.ndarray:
     x = x ^ (x >> np.uint64(27))
     x = x * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
-
-
-class WordHashes(dict):
-    """word -> 64-bit hash, filled on first sight; cleared when large, which changes no hash, only speed."""
-
-    def __missing__(self, word: str) -> int:
-        if len(self) >= _TOKEN_CACHE_LIMIT:
-            self.clear()
-        value = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
-        self[word] = value
-        return value
-
-    def hash_words(self, tokens: Iterable[str], count: int) -> np.ndarray:
-        return np.fromiter(map(self.__getitem__, tokens), dtype=np.uint64, count=count)
 
 
 def window_hashes(items: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +85,7 @@ def char_shingles(texts: list[str], n: int = 5) -> tuple[np.ndarray, np.ndarray]
     A normalized text shorter than ``n`` characters (but not empty) is one shingle, itself; an empty one
     (no word characters at all) has none. Returns the hashes back to back and the count per text.
     """
-    normal = [" ".join(words(t)) for t in texts]
+    normal = split_words(texts).list.join(" ").to_list()
     lengths = np.fromiter(map(len, normal), dtype=np.int64, count=len(normal))
     joined = "".join(t.ljust(n, "\x00") if 0 < len(t) < n else t for t in normal)
     lengths = np.where((lengths > 0) & (lengths < n), n, lengths)
@@ -104,13 +93,13 @@ def char_shingles(texts: list[str], n: int = 5) -> tuple[np.ndarray, np.ndarray]
     return window_hashes(mix64(points + np.uint64(0x632BE59BD9B4E019)), lengths, n)
 
 
-def word_ngrams(texts: list[str], n: int, cache: WordHashes) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+def word_ngrams(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, pl.Series]:
     """Hashes of every ``n``-word window of each text (none for a text of fewer than ``n`` words).
 
     Returns the hashes back to back, the count per text, and the words of each text (to quote a match).
     """
-    tokens = [words(t) for t in texts]
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    flat = cache.hash_words((w for row in tokens for w in row), int(lengths.sum()))
-    hashes, counts = window_hashes(flat, lengths, n)
+    tokens = split_words(texts)
+    lengths = tokens.list.len().to_numpy().astype(np.int64)
+    flat = tokens.explode().drop_nulls().hash(seed=WORD_SEED).to_numpy()
+    hashes, counts = window_hashes(mix64(flat), lengths, n)
     return hashes, counts, tokens
