@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dataprep.decontam import DEFAULT_NGRAM
 from dataprep.dedup import DEFAULT_THRESHOLD
 from dataprep.errors import DataprepError
@@ -61,10 +63,16 @@ def compute_stats(
                           threshold=threshold, ngram=ngram, progress=progress)
 
 
+def record_segments(record: dict[str, Any]) -> list[str]:
+    """A record's text as leakage sees it: the system prompt, then each turn, oldest first."""
+    from dataprep.records import user_text
+
+    turns = [str(t) for pair in record.get("history") or [] for t in pair]
+    return [record.get("prefix") or "", *turns, user_text(record), record.get("response") or ""]
+
+
 def _records_stats(path: str, name: str, *, tokenizer: str | None, input_format: str | None, leakage: bool,
                    threshold: float, ngram: int, progress: Progress | None) -> dict[str, Any]:
-    from dataprep.shingles import conversation_text
-
     tok = None
     if tokenizer is not None:
         from dataprep.tokenizer_io import load_tokenizer
@@ -79,7 +87,7 @@ def _records_stats(path: str, name: str, *, tokenizer: str | None, input_format:
             out = [r for r in records if str(r.get("split") or NO_SPLIT) not in (TRAIN, NO_SPLIT)]
             for split in sorted({str(r["split"]) for r in out}):
                 rows = [r for r in out if str(r["split"]) == split]
-                held.add(split, [str(r.get("id", "")) for r in rows], [conversation_text(r) for r in rows])
+                held.add(split, [str(r.get("id", "")) for r in rows], [record_segments(r) for r in rows])
         if progress:
             progress(len(records))
     leak: dict[str, Any] | None = None
@@ -88,7 +96,7 @@ def _records_stats(path: str, name: str, *, tokenizer: str | None, input_format:
         if leak is None:
             for records in canonical_batches(path, input_format, Counter()):
                 train = [r for r in records if str(r.get("split") or NO_SPLIT) == TRAIN]
-                held.check([str(r.get("id", "")) for r in train], [conversation_text(r) for r in train])
+                held.check([str(r.get("id", "")) for r in train], [record_segments(r) for r in train])
             leak = held.summary()
     report = _summary(stats.splits, units=("chars", "tokens") if tok is not None else ("chars",))
     report["input"] = {"path": name, "kind": "records", "task": "causal",
@@ -147,14 +155,15 @@ def _leak_skip(splits: dict[str, SplitMeasures]) -> dict[str, Any] | None:
     return None
 
 
-def _decoded(folder: Path, files: list[Path]) -> Iterator[tuple[list[str], list[str]]]:
-    """(ids, texts) of a tokenized split's rows (packed rows cut into their originals), decoded without
-    special tokens, so template markers do not count as shared text."""
+def _decoded(folder: Path, files: list[Path]) -> Iterator[tuple[list[str], list[list[str]]]]:
+    """(ids, segments) of a tokenized split's rows (packed rows cut into their originals): each row's text
+    between special tokens, decoded, so that template markers neither count as text nor join two turns."""
     from tokenizers import Tokenizer
 
     from dataprep.stats.collect import _flat
 
     tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_DIR / "tokenizer.json"))
+    special = np.array([i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special], dtype=np.int64)
     index = 0
     for batch in arrow_batches(files, ["id", "input_ids", "seq_lengths"]):
         ids, offsets = _flat(batch.column("input_ids"))
@@ -162,14 +171,25 @@ def _decoded(folder: Path, files: list[Path]) -> Iterator[tuple[list[str], list[
         if "seq_lengths" in batch.schema.names:
             seq, seq_offsets = _flat(batch.column("seq_lengths"))
         starts, ends = segments(offsets, seq, seq_offsets)
-        texts = tokenizer.decode_batch([ids[a:b].tolist() for a, b in zip(starts, ends, strict=True)],
-                                       skip_special_tokens=True)
+        cuts = np.flatnonzero(np.isin(ids, special))
+        pieces: list[list[int]] = []
+        owner: list[int] = []
+        for row, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            inner = cuts[(cuts >= a) & (cuts < b)].tolist()
+            for lo, hi in zip([a, *(c + 1 for c in inner)], [*inner, b], strict=True):
+                if hi > lo:
+                    pieces.append(ids[lo:hi].tolist())
+                    owner.append(row)
+        texts = tokenizer.decode_batch(pieces, skip_special_tokens=True) if pieces else []
+        rows: list[list[str]] = [[] for _ in range(len(starts))]
+        for row, text in zip(owner, texts, strict=True):
+            rows[row].append(text)
         if "id" in batch.schema.names and seq is None:
             names = [str(i) for i in batch.column("id").to_pylist()]
         else:
-            names = [f"#{index + i}" for i in range(len(texts))]
-        index += len(texts)
-        yield names, texts
+            names = [f"#{index + i}" for i in range(len(rows))]
+        index += len(rows)
+        yield names, rows
 
 
 def _folder_leakage(folder: Path, files: dict[str, list[Path]], threshold: float, ngram: int) -> dict[str, Any]:
