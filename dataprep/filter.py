@@ -1,7 +1,9 @@
-"""Rule-based filtering of canonical records, one polars pass per batch.
+"""Rule-based filtering of canonical records: one rule table, one polars pass per batch, then the stateful rules.
 
 Rules run in a fixed order and the first one a record fails is its reject reason, so the same record always
-gets the same reason whatever other rules are switched on:
+gets the same reason whatever other rules are switched on. :data:`RULES` is the one place a rule is defined
+(its reason, what it measures, when it fails, its detail text); ``REASONS``, the polars measures and the
+details all derive from it:
 
 1. ``empty_response``      the response is empty after stripping whitespace (always on)
 2. ``response_too_short``  stripped response shorter than ``min_response_chars``
@@ -13,46 +15,48 @@ gets the same reason whatever other rules are switched on:
 6. ``banned_word``         a banned word or phrase occurs as a whole word (not touching a letter, digit or
                            underscore on either side), in any case
 7. ``regex_match``         a ``drop_regex`` pattern matches
-8. ``duplicate``           same normalized content as a record kept earlier (only with ``dedup="exact"``)
+8. ``contaminated``        shares ``ngram`` consecutive normalized words with a row of an evaluation file
+                           (``decontaminate``; :mod:`dataprep.decontam`)
+9. ``duplicate``           same normalized content as a record kept earlier (``dedup="exact"`` or ``"near"``)
+10. ``near_duplicate``     estimated Jaccard similarity of 5-character shingles at least ``threshold`` with a
+                           record kept earlier (``dedup="near"``; :mod:`dataprep.dedup`)
 
 Lengths are counted in Unicode code points; "whitespace" is Unicode White_Space. Banned words and patterns
 look at the record's text joined with newlines in conversation order: prefix, history turns, prompt, query,
 response. Patterns use Rust ``regex`` syntax (polars' engine): Python syntax without look-around or
-back-references.
+back-references. Rules 1-8 look at one record alone; 9 and 10 keep the first of each group in input order
+and so need state shared by the batches of a run (:class:`FilterState`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from dataprep.decontam import DEFAULT_NGRAM, EvalIndex
+from dataprep.dedup import DEFAULT_THRESHOLD, NearDedup
 from dataprep.errors import InputError, UsageProblem
 from dataprep.io import Batch
 from dataprep.records import Record
 from dataprep.stage import Rejected, canonical_part, remap, survivors
 
 STAGE = "filter"
-REASONS = (
-    "empty_response",
-    "response_too_short",
-    "response_too_long",
-    "prompt_too_short",
-    "too_long",
-    "banned_word",
-    "regex_match",
-    "duplicate",
-)
-DEDUP_MODES = ("exact",)
+DEDUP_MODES = ("exact", "near")
 TEXT_COLUMNS = ("prefix", "prompt", "query", "response")
 
 
 @dataclass(frozen=True)
 class FilterOptions:
-    """Thresholds are inclusive bounds; ``None`` switches a rule off."""
+    """Thresholds are inclusive bounds; ``None`` switches a rule off.
+
+    ``dedup="near"`` drops exact duplicates first (reason ``duplicate``), then near duplicates at
+    ``threshold``. ``decontaminate`` names evaluation files; ``ngram`` is the overlap length in words.
+    """
 
     min_response_chars: int | None = None
     max_response_chars: int | None = None
@@ -61,6 +65,9 @@ class FilterOptions:
     banned_words: tuple[str, ...] = ()
     drop_regex: tuple[str, ...] = ()
     dedup: str | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    decontaminate: tuple[str, ...] = ()
+    ngram: int = DEFAULT_NGRAM
 
     def __post_init__(self) -> None:
         for name in ("min_response_chars", "max_response_chars", "min_prompt_chars", "max_chars"):
@@ -69,6 +76,10 @@ class FilterOptions:
                 raise UsageProblem(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
         if self.dedup is not None and self.dedup not in DEDUP_MODES:
             raise UsageProblem(f"unknown dedup mode {self.dedup!r}; use one of {', '.join(DEDUP_MODES)}")
+        if not 0 < self.threshold <= 1:
+            raise UsageProblem(f"--threshold must be above 0 and at most 1, got {self.threshold}")
+        if self.ngram < 1:
+            raise UsageProblem(f"--ngram must be at least 1, got {self.ngram}")
         for pattern in self.drop_regex:
             try:
                 pl.select(pl.lit("").str.contains(pattern))
@@ -139,6 +150,119 @@ def _banned_pattern(words: tuple[str, ...]) -> str:
     return rf"(?i)(?:^|[^\w])({alternatives})(?:$|[^\w])"
 
 
+# --- measures: the per-row quantities the row rules test, as polars expressions over the batch frame ---
+
+def _user() -> pl.Expr:
+    prompt, query = pl.col("prompt"), pl.col("query")
+    return pl.when((prompt != "") & (query != "")).then(pl.concat_str([prompt, query], separator="\n")) \
+        .otherwise(pl.concat_str([prompt, query]))
+
+
+def _text() -> pl.Expr:
+    return pl.concat_str([pl.col(c) for c in ("prefix", "history", "prompt", "query", "response")], separator="\n")
+
+
+def _first_regex(options: FilterOptions) -> pl.Expr:
+    """The index of the first ``drop_regex`` pattern that matches, or null."""
+    expr = pl.lit(None, dtype=pl.Int64)
+    for i in reversed(range(len(options.drop_regex))):
+        expr = pl.when(_text().str.contains(options.drop_regex[i])).then(pl.lit(i, dtype=pl.Int64)).otherwise(expr)
+    return expr
+
+
+MEASURES: dict[str, Callable[[FilterOptions], pl.Expr]] = {
+    "response_chars": lambda o: pl.col("response").str.strip_chars().str.len_chars().cast(pl.Int64),
+    "prompt_chars": lambda o: _user().str.strip_chars().str.len_chars().cast(pl.Int64),
+    "total_chars": lambda o: pl.sum_horizontal(pl.col(c).str.len_chars().cast(pl.Int64) for c in TEXT_COLUMNS)
+    + pl.col("history_chars"),
+    "banned": lambda o: _text().str.extract(_banned_pattern(o.banned_words), 1),
+    "regex": _first_regex,
+}
+
+
+def _banned_detail(word: str, options: FilterOptions) -> str:
+    spelled = {w.casefold(): w for w in options.banned_words}.get(word.casefold(), word)
+    return f"contains banned word {spelled!r}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One filter rule. A row rule names a measure and fails where ``fails(measure)`` is true; a stateful
+    rule (no measure) is decided by :class:`FilterState` over the rows every rule before it kept.
+    ``detail(value, options)`` explains a reject from the measured value or the state's finding."""
+
+    reason: str
+    help: str
+    active: Callable[[FilterOptions], bool]
+    detail: Callable[[Any, FilterOptions], str]
+    measure: str | None = None
+    fails: Callable[[pl.Expr, FilterOptions], pl.Expr] | None = None
+
+
+def _always(options: FilterOptions) -> bool:
+    return True
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("empty_response", "the response is empty after stripping whitespace (always on)", _always,
+         lambda v, o: "response is empty after stripping whitespace",
+         "response_chars", lambda m, o: m == 0),
+    Rule("response_too_short", "stripped response shorter than --min-response-chars",
+         lambda o: o.min_response_chars is not None,
+         lambda v, o: f"response has {v} chars, minimum is {o.min_response_chars}",
+         "response_chars", lambda m, o: m < o.min_response_chars),
+    Rule("response_too_long", "stripped response longer than --max-response-chars",
+         lambda o: o.max_response_chars is not None,
+         lambda v, o: f"response has {v} chars, maximum is {o.max_response_chars}",
+         "response_chars", lambda m, o: m > o.max_response_chars),
+    Rule("prompt_too_short", "stripped user turn shorter than --min-prompt-chars",
+         lambda o: o.min_prompt_chars is not None,
+         lambda v, o: f"prompt has {v} chars, minimum is {o.min_prompt_chars}",
+         "prompt_chars", lambda m, o: m < o.min_prompt_chars),
+    Rule("too_long", "all text longer than --max-chars", lambda o: o.max_chars is not None,
+         lambda v, o: f"record has {v} chars of text, maximum is {o.max_chars}",
+         "total_chars", lambda m, o: m > o.max_chars),
+    Rule("banned_word", "a --banned-words word or phrase, whole word, any case", lambda o: bool(o.banned_words),
+         _banned_detail, "banned", lambda m, o: m.is_not_null()),
+    Rule("regex_match", "a --drop-regex pattern matches", lambda o: bool(o.drop_regex),
+         lambda v, o: f"matches --drop-regex {o.drop_regex[v]!r}", "regex", lambda m, o: m.is_not_null()),
+    Rule("contaminated", "shares --ngram words in a row with an evaluation row (--decontaminate)",
+         lambda o: bool(o.decontaminate),
+         lambda v, o: f"shares {o.ngram} words with {v.location}: \"{v.words}\""),
+    Rule("duplicate", "same casefolded, whitespace-collapsed text as a kept record (--dedup exact|near)",
+         lambda o: o.dedup is not None, lambda v, o: f"same content as kept id {v}"),
+    Rule("near_duplicate", "estimated Jaccard similarity >= --threshold with a kept record (--dedup near)",
+         lambda o: o.dedup == "near",
+         lambda v, o: f"near duplicate of kept id {v.kept_id} (similarity {v.similarity:.2f})"),
+)
+REASONS = tuple(rule.reason for rule in RULES)
+RULE = {rule.reason: rule for rule in RULES}
+ROW_RULES = tuple(rule for rule in RULES if rule.measure is not None)
+
+
+@dataclass
+class FilterState:
+    """What the stateful rules remember across the batches of one run: the evaluation n-grams, the exact
+    digests and the near-duplicate index of the records kept so far."""
+
+    exact: DedupState | None = None
+    near: NearDedup | None = None
+    evals: EvalIndex | None = None
+
+    @classmethod
+    def for_options(cls, options: FilterOptions) -> FilterState:
+        """Fresh state for a run; reads the evaluation files now, so a bad one fails before any row is read."""
+        exact = DedupState() if options.dedup else None
+        near = NearDedup(options.threshold) if options.dedup == "near" else None
+        evals = EvalIndex.from_files(options.decontaminate, options.ngram) \
+            if options.decontaminate else None
+        return cls(exact, near, evals)
+
+    def facts(self) -> dict[str, str]:
+        """For the summary line."""
+        return {"eval": self.evals.describe()} if self.evals is not None else {}
+
+
 def _frame(records: list[Record]) -> pl.DataFrame:
     history_text, history_chars = [], []
     for r in records:
@@ -153,105 +277,103 @@ def _frame(records: list[Record]) -> pl.DataFrame:
 
 
 def _measure(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
-    """The quantities the rules test, and ``reason``: the first rule failed, or null when all pass."""
-    prompt, query = pl.col("prompt"), pl.col("query")
-    user = pl.when((prompt != "") & (query != "")).then(pl.concat_str([prompt, query], separator="\n")) \
-        .otherwise(pl.concat_str([prompt, query]))
-    exprs: list[pl.Expr] = [
-        pl.col("response").str.strip_chars().str.len_chars().cast(pl.Int64).alias("response_chars"),
-        user.str.strip_chars().str.len_chars().cast(pl.Int64).alias("prompt_chars"),
-        (pl.sum_horizontal(pl.col(c).str.len_chars().cast(pl.Int64) for c in TEXT_COLUMNS)
-         + pl.col("history_chars")).alias("total_chars"),
-    ]
-    text = pl.concat_str([pl.col(c) for c in ("prefix", "history", "prompt", "query", "response")], separator="\n")
-    if options.banned_words:
-        exprs.append(text.str.extract(_banned_pattern(options.banned_words), 1).alias("banned"))
-    for i, pattern in enumerate(options.drop_regex):
-        exprs.append(text.str.contains(pattern).alias(f"regex_{i}"))
-    measured = df.select(exprs)
-
-    rules: list[tuple[str, pl.Expr]] = [("empty_response", pl.col("response_chars") == 0)]
-    if options.min_response_chars is not None:
-        rules.append(("response_too_short", pl.col("response_chars") < options.min_response_chars))
-    if options.max_response_chars is not None:
-        rules.append(("response_too_long", pl.col("response_chars") > options.max_response_chars))
-    if options.min_prompt_chars is not None:
-        rules.append(("prompt_too_short", pl.col("prompt_chars") < options.min_prompt_chars))
-    if options.max_chars is not None:
-        rules.append(("too_long", pl.col("total_chars") > options.max_chars))
-    if options.banned_words:
-        rules.append(("banned_word", pl.col("banned").is_not_null()))
-    rules.extend(("regex_match", pl.col(f"regex_{i}")) for i in range(len(options.drop_regex)))
-    reason: pl.Expr = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
-    for name, failed in rules[1:]:
-        reason = reason.when(failed).then(pl.lit(name))
+    """The measures the active row rules test, and ``reason``: the first rule failed, or null when all pass."""
+    rules = [rule for rule in ROW_RULES if rule.active(options)]
+    names = list(dict.fromkeys(rule.measure for rule in rules if rule.measure))
+    measured = df.select([MEASURES[name](options).alias(name) for name in names])
+    reason: Any = pl
+    for rule in rules:
+        assert rule.measure is not None and rule.fails is not None
+        reason = reason.when(rule.fails(pl.col(rule.measure), options)).then(pl.lit(rule.reason))
     return measured.with_columns(reason.otherwise(pl.lit(None, dtype=pl.String)).alias("reason"))
 
 
 def filter_batch(
-    records: list[Record], options: FilterOptions, seen: DedupState | None = None
+    records: list[Record], options: FilterOptions, state: FilterState | None = None
 ) -> tuple[list[Record], list[Rejected]]:
     """Split ``records`` into kept (in input order) and rejected, each reject with its rule's reason.
 
-    Every rule but dedup looks at one record alone. Dedup (``options.dedup == "exact"``) needs ``seen``,
-    shared across the batches of one run, and sees only records that passed every other rule.
+    Row rules look at one record alone. The stateful rules (``contaminated``, ``duplicate``,
+    ``near_duplicate``) need ``state`` (:meth:`FilterState.for_options`), shared across the batches of one
+    run, and see only records that passed every rule before them.
     """
     if not records:
         return [], []
-    if options.dedup and seen is None:
-        raise ValueError("dedup needs a DedupState shared across batches")
+    if state is None:
+        if options.dedup or options.decontaminate:
+            raise ValueError("dedup and decontaminate need a FilterState shared across batches")
+        state = FilterState()
     measured = _measure(_frame(records), options)
     reasons = measured["reason"].to_list()
-    kept: list[Record] = []
-    rejected: list[Rejected] = []
     failing = [i for i, r in enumerate(reasons) if r is not None]
     rows = dict(zip(failing, measured.filter(pl.col("reason").is_not_null()).to_dicts(), strict=True))
+    findings: dict[int, tuple[str, Any]] = {
+        i: (reasons[i], rows[i][RULE[reasons[i]].measure]) for i in failing}  # type: ignore[index]
+    remaining = [i for i in range(len(records)) if i not in findings]
+    _stateful(records, remaining, options, state, findings)
+    kept: list[Record] = []
+    rejected: list[Rejected] = []
     for i, record in enumerate(records):
-        if i in rows:
-            rejected.append(Rejected(record, reasons[i], _detail(reasons[i], rows[i], options), index=i))
-        elif options.dedup and seen is not None:
-            key = content_key(record)
-            first = seen.seen.get(key)
-            if first is not None:
-                rejected.append(Rejected(record, "duplicate", f"same content as kept id {first}", index=i))
-            else:
-                seen.seen[key] = str(record.get("id", ""))
-                kept.append(record)
+        if i in findings:
+            reason, value = findings[i]
+            rejected.append(Rejected(record, reason, RULE[reason].detail(value, options), index=i))
         else:
             kept.append(record)
     return kept, rejected
 
 
-def _detail(reason: str, row: dict, options: FilterOptions) -> str:
-    if reason == "empty_response":
-        return "response is empty after stripping whitespace"
-    if reason == "response_too_short":
-        return f"response has {row['response_chars']} chars, minimum is {options.min_response_chars}"
-    if reason == "response_too_long":
-        return f"response has {row['response_chars']} chars, maximum is {options.max_response_chars}"
-    if reason == "prompt_too_short":
-        return f"prompt has {row['prompt_chars']} chars, minimum is {options.min_prompt_chars}"
-    if reason == "too_long":
-        return f"record has {row['total_chars']} chars of text, maximum is {options.max_chars}"
-    if reason == "banned_word":
-        word = {w.casefold(): w for w in options.banned_words}.get(row["banned"].casefold(), row["banned"])
-        return f"contains banned word {word!r}"
-    pattern = next(p for i, p in enumerate(options.drop_regex) if row[f"regex_{i}"])
-    return f"matches --drop-regex {pattern!r}"
+def _stateful(records: list[Record], remaining: list[int], options: FilterOptions, state: FilterState,
+              findings: dict[int, tuple[str, Any]]) -> None:
+    """Run contaminated, duplicate and near_duplicate, in that order, adding to ``findings``.
+
+    Only rows that end up kept are remembered, so a later copy of a rejected row is judged against the kept
+    rows: with ``near``, the copy of a row dropped as a near duplicate of K is itself a near duplicate of K.
+    """
+    if state.evals is not None and remaining:
+        overlaps = state.evals.check([records[i] for i in remaining])
+        for i, overlap in zip(remaining, overlaps, strict=True):
+            if overlap is not None:
+                findings[i] = ("contaminated", overlap)
+        remaining = [i for i in remaining if i not in findings]
+    if state.exact is None or not remaining:
+        return
+    seen = state.exact.seen
+    digests: dict[int, bytes] = {}
+    first_in_batch: dict[bytes, int] = {}
+    repeats: dict[int, int] = {}  # row -> the earlier row of this batch with the same content
+    for i in remaining:
+        key = content_key(records[i])
+        digests[i] = key
+        if key in seen:
+            findings[i] = ("duplicate", seen[key])
+        elif key in first_in_batch:
+            repeats[i] = first_in_batch[key]
+        else:
+            first_in_batch[key] = i
+    firsts = list(first_in_batch.values())
+    if options.dedup == "near" and state.near is not None and firsts:
+        for i, match in zip(firsts, state.near.check([records[i] for i in firsts]), strict=True):
+            if match is not None:
+                findings[i] = ("near_duplicate", match)
+    for i in firsts:
+        if i not in findings:
+            seen[digests[i]] = str(records[i].get("id", ""))
+    for i, first in repeats.items():
+        findings[i] = findings[first] if first in findings else ("duplicate", seen[digests[first]])
 
 
 class FilterStage:
-    """``filter`` as a stage: the rules of ``options``, with one dedup memory shared by all batches of a run."""
+    """``filter`` as a stage: the rules of ``options``, with one state (dedup memory, eval index) for the run."""
 
     name = STAGE
 
     def __init__(self, options: FilterOptions) -> None:
         self.options = options
-        self.seen = DedupState() if options.dedup else None
+        self.state = FilterState.for_options(options)
 
     def process(self, batch: Batch) -> tuple[Batch, list[Rejected]]:
         part, positions, malformed = canonical_part(batch)
-        kept, rejected = filter_batch(part.records, self.options, self.seen)
+        kept, rejected = filter_batch(part.records, self.options, self.state)
         rejected = malformed + remap(rejected, positions)
         return survivors(batch, kept, rejected), rejected
 
@@ -259,4 +381,4 @@ class FilterStage:
         return ()
 
     def facts(self) -> dict[str, Any]:
-        return {}
+        return self.state.facts()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import invoke
 
-from dataprep.filter import REASONS, DedupState, FilterOptions, content_key, filter_batch
+from dataprep.filter import REASONS, FilterOptions, FilterState, content_key, filter_batch
 from dataprep.io import dumps
 from dataprep.records import Record, make_record
 
@@ -131,7 +131,7 @@ def test_dedup_keeps_the_first_and_names_it(tmp_path):
 
 def test_dedup_state_spans_batches_and_ignores_rejected_rows():
     options = FilterOptions(dedup="exact", min_response_chars=3)
-    seen = DedupState()
+    seen = FilterState.for_options(options)
     short = make_record(prompt="p", response="ab", id="short")
     kept1, rejected1 = filter_batch([short], options, seen)
     assert (kept1, [r.reason for r in rejected1]) == ([], ["response_too_short"])
@@ -195,3 +195,76 @@ def test_real_alpaca_demo_data(shared_data, tmp_path):
     assert len(kept) + len(rejected) == len(raw)
     assert sum(r["reason"] in ("empty_response", "response_too_short") for r in rejected) == len(raw) - expected
     assert stderr.startswith(f"filter: {len(raw)} in, {len(kept)} out")
+
+
+def test_rule_table_is_the_one_source_of_reasons_measures_and_details():
+    import dataprep.filter
+    from dataprep.filter import MEASURES, ROW_RULES, RULES
+
+    assert tuple(rule.reason for rule in RULES) == REASONS
+    assert REASONS[-3:] == ("contaminated", "duplicate", "near_duplicate")
+    assert {rule.measure for rule in ROW_RULES} == set(MEASURES)
+    assert all((rule.measure is None) == (rule.fails is None) for rule in RULES)
+    doc = " ".join((dataprep.filter.__doc__ or "").split())
+    positions = [doc.index(f"``{reason}``") for reason in REASONS]
+    assert positions == sorted(positions)
+
+
+LONG = ("The mitochondria is the powerhouse of the cell and produces most of the chemical energy needed to power "
+        "the biochemical reactions of the cell.")
+
+
+def test_near_dedup_names_the_kept_row_and_its_similarity(tmp_path):
+    records = [
+        make_record(prompt="What do mitochondria do?", response=LONG, id="kept"),
+        make_record(prompt="what do MITOCHONDRIA do", response=LONG.replace("most of ", ""), id="near"),
+        make_record(prompt="What do mitochondria do?", response=LONG, id="exact"),
+        make_record(prompt="Name a colour.", response="Blue is a colour.", id="other"),
+    ]
+    kept, rejected, stderr = run_filter(records, "--dedup", "near", tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["kept", "other"]
+    assert [(r["id"], r["reason"]) for r in rejected] == [("near", "near_duplicate"), ("exact", "duplicate")]
+    assert rejected[0]["detail"].startswith("near duplicate of kept id kept (similarity 0.")
+    assert rejected[1]["detail"] == "same content as kept id kept"
+    assert stderr == "filter: 4 in, 2 out, 2 rejected (duplicate: 1, near_duplicate: 1)\n"
+    kept, _, _ = run_filter(records, "--dedup", "near", "--threshold", "0.99", tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["kept", "near", "other"]
+
+
+def test_copy_of_a_near_duplicate_is_judged_against_kept_rows():
+    near = make_record(prompt="what do MITOCHONDRIA do", response=LONG.replace("most of ", ""), id="near")
+    options = FilterOptions(dedup="near")
+    for batches in ([[make_record(prompt="What do mitochondria do?", response=LONG, id="kept"), near,
+                      dict(near, id="copy")]],
+                    [[make_record(prompt="What do mitochondria do?", response=LONG, id="kept")], [near],
+                     [dict(near, id="copy")]]):
+        state = FilterState.for_options(options)
+        rejected = [r for batch in batches for r in filter_batch(batch, options, state)[1]]
+        assert [(r.record["id"], r.reason, r.detail.split(" (")[0]) for r in rejected] == [
+            ("near", "near_duplicate", "near duplicate of kept id kept"),
+            ("copy", "near_duplicate", "near duplicate of kept id kept")]
+
+
+def test_decontaminate_names_eval_file_row_and_words(tmp_path):
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text(json.dumps({"question": "Say hi"}) + "\n" + json.dumps({"question": LONG}) + "\n")
+    records = [GOOD, make_record(prompt="Explain.", response="Well: " + LONG.upper(), id="leak")]
+    kept, rejected, stderr = run_filter(records, "--decontaminate", eval_file, "--dedup", "exact",
+                                        tmp_path=tmp_path)
+    assert [r["id"] for r in kept] == ["good"]
+    assert rejected[0]["reason"] == "contaminated"
+    assert rejected[0]["detail"] == (f'shares 13 words with {eval_file}:2: "the mitochondria is the powerhouse of '
+                                     'the cell and produces most of the"')
+    assert stderr == ("filter: 2 in, 1 out, 1 rejected (contaminated: 1); eval: 1 eval file, 2 rows, 12 13-grams, "
+                      "1 row under 13 words never match\n")
+    kept, _, _ = run_filter(records, "--decontaminate", eval_file, "--ngram", "30", tmp_path=tmp_path)
+    assert len(kept) == 2
+
+
+def test_threshold_needs_near_and_bad_eval_file_fails_early(tmp_path):
+    result = invoke("filter", "-", "--threshold", "0.5", input=jsonl([GOOD]))
+    assert result.exit_code == 2 and "--threshold applies to --dedup near" in result.stderr
+    result = invoke("filter", "-", "--dedup", "near", "--threshold", "1.5", input=jsonl([GOOD]))
+    assert result.exit_code == 2
+    result = invoke("filter", "-", "--decontaminate", tmp_path / "none.jsonl", input=jsonl([GOOD]))
+    assert result.exit_code == 2 and result.stderr == f"Error: {tmp_path / 'none.jsonl'}: no such file\n"
