@@ -94,9 +94,8 @@ def plan_bfd(lengths: np.ndarray, capacity: int) -> PackPlan:
             nonempty |= 1 << room
 
     sorted_lengths = lengths[order]
-    bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
-    starts = np.concatenate([[0], bounds]).astype(np.int64)
-    ends = np.concatenate([bounds, [len(order)]]).astype(np.int64)
+    starts = np.flatnonzero(np.diff(sorted_lengths, prepend=0))  # first row of each length (lengths are >= 1)
+    ends = np.append(starts[1:], len(order))[:len(starts)]
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         size = int(sorted_lengths[start])
         pos, left = start, end - start
