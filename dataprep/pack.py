@@ -53,7 +53,7 @@ PACKED_SCHEMA = pa.schema([
 ])
 TOKEN_COLUMNS = ("input_ids", "labels")
 LENGTH_CHUNK = 65_536  # rows per length batch fed to the stage (only lengths: 0.5 MiB)
-BATCH_TOKENS = 1 << 22  # packed tokens per output batch: 16 MiB per int32 column
+BATCH_TOKENS = 1 << 20  # packed tokens per output batch: 4 MiB per int32 column
 
 
 # -- planning ------------------------------------------------------------------------------------------------------
