@@ -339,7 +339,9 @@ class PackStage:
     def facts(self) -> dict[str, Any]:
         packs = sum(s.packs for s in self.splits.values())
         tokens = sum(s.tokens for s in self.splits.values())
-        return {"packs": f"{packs:,}", "efficiency": f"{100 * efficiency(tokens, packs, self.max_length):.1f}%",
+        per_split = " ".join(f"{name}={s.packs:,}" for name, s in self.splits.items())
+        return {"packs": f"{packs:,}" + (f" ({per_split})" if per_split else ""),
+                "efficiency": f"{100 * efficiency(tokens, packs, self.max_length):.1f}%",
                 "max length": self.max_length}
 
     def _build(self, source: SplitSource, rows: np.ndarray, plan: PackPlan, first: int, last: int) -> PackedBatch:
@@ -499,7 +501,6 @@ def pack_to_disk(job: PackJob, *, progress: Any = None) -> PackResult:
     started = time.perf_counter()
     run(stage, length_batches(sources, job.input), sink, report)
     elapsed = max(time.perf_counter() - started, 1e-9)
-    report.extra["splits"] = " ".join(f"{s}={p.packs}" for s, p in stage.splits.items()) or "none"
     report.extra["rows/s"] = f"{report.rows_in / elapsed:,.0f}"
     return PackResult(False, manifest, report.summary(), report, stage.splits)
 

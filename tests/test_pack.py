@@ -154,8 +154,9 @@ def test_manifest_card_and_summary_give_the_packing_figures(tokenized: Path, tmp
     card = (packed / "README.md").read_text()
     assert "## Packing" in card and f"{100 * packing['efficiency']:.1f}%" in card
     rows = packing["rows_in"]
-    assert result.stderr.startswith(f"pack: {rows} in, {rows} out, 0 rejected; packs: {packs}, efficiency: "
-                                    f"{100 * packing['efficiency']:.1f}%")
+    per_split = f"train={len(loaded['train'])} validation={len(loaded['validation'])}"
+    assert result.stderr.startswith(f"pack: {rows} in, {rows} out, 0 rejected; packs: {packs} ({per_split}), "
+                                    f"efficiency: {100 * packing['efficiency']:.1f}%, max length: 600")
 
 
 def test_rows_over_the_limit_are_rejected_with_their_length_and_location(tokenized: Path, tmp_path: Path) -> None:
