@@ -8,11 +8,12 @@ rest is cut into windows of equal length and the reported number is the median w
 (non-padding) tokens per second, so start-up, the first compiled kernels and the final save are left out.
 
 Packed vs padded: the same rows of varied length (log-normal, median ``--pack-median`` tokens, clipped to
-``--pack-length``) trained once padded per batch (``PadCollator``) and once packed by ``dataprep pack`` into rows
+``--pack-length``) trained padded per batch (``PadCollator``) and packed by ``dataprep pack`` into rows
 of ``--pack-length`` (``PackedCollator``: flash-attention varlen when ``flash_attn`` is installed on a bf16 GPU,
 else SDPA with the mask built from ``position_ids``). The packed batch holds as many packs as make about the same
-real tokens per step as the padded batch. Both numbers are real (non-padding) tokens/s, so their ratio is what
-packing buys: no compute on padding, at the price of a mask or varlen attention.
+real tokens per step as the padded batch. The two runs alternate ``--pack-repeats`` times and each figure is the
+median of all its windows. Both are real (non-padding) tokens/s, so their ratio is what packing buys: no compute
+on padding, at the price of a mask or varlen attention.
 
     python bin/bench_train.py                  # CPU tiny model; + the 0.5B model if CUDA is there
     python bin/bench_train.py --threads 1      # torch intra-op threads for the CPU run
@@ -140,8 +141,12 @@ def bench_packing(tmp: Path, args: argparse.Namespace, model: str, steps: int, b
     pack_batch = max(1, round(batch * mean / (stats.tokens / stats.packs)))
     pack_steps = max(args.warmup + args.windows + 1, -(-stats.packs // pack_batch))
     runs: dict[str, Any] = {"efficiency": stats.tokens / (stats.packs * args.pack_length), "mean_length": mean}
-    for name, data, size, n in (("padded", padded, batch, steps), ("packed", packed, pack_batch, pack_steps)):
-        runs[name] = {**run(data, model, tmp / f"run-{name}", n, size, args.warmup, args.windows), "batch": size}
+    for repeat in range(args.pack_repeats):  # alternated, so a change in the machine's load hits both alike
+        for name, data, size, n in (("padded", padded, batch, steps), ("packed", packed, pack_batch, pack_steps)):
+            result = run(data, model, tmp / f"run-{name}-{repeat}", n, size, args.warmup, args.windows)
+            windows = runs.get(name, {}).get("windows", []) + result["windows"]
+            runs[name] = {**result, "batch": size, "windows": windows,
+                          "tokens_per_s": statistics.median(windows)}
     runs["packed"]["attention"] = "flash-attention varlen" if flash_attention_available() else "SDPA, mask from positions"
     return runs
 
@@ -168,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", action="store_true", help="run the 0.5B part even without CUDA")
     parser.add_argument("--pack-length", type=int, default=512, help="packed row length (padded rows: at most it)")
     parser.add_argument("--pack-median", type=int, default=100, help="median row length of the packing comparison")
+    parser.add_argument("--pack-repeats", type=int, default=2, help="padded/packed runs, alternated")
     parser.add_argument("--warmup", type=int, default=10, help="steps left out before timing")
     parser.add_argument("--windows", type=int, default=5, help="timed windows; the median is reported")
     args = parser.parse_args(argv)
