@@ -453,8 +453,10 @@ def pack_to_disk(job: PackJob, *, progress: Any = None) -> PackResult:
     if job.max_length < 1:
         raise DataprepError("--max-length must be at least 1")
     source_manifest = check_input(job.input)
-    if Path(job.outdir).resolve() == Path(job.input).resolve():
-        raise DataprepError(f"{job.outdir}: is the input folder; write the packed rows elsewhere")
+    source_dir, target = Path(job.input).resolve(), Path(job.outdir).resolve()
+    if source_dir == target or source_dir in target.parents or target in source_dir.parents:
+        raise DataprepError(f"{job.outdir}: is, holds or lies inside the input folder {job.input}",
+                            hint="write the packed rows beside it, e.g. -o packed/")
     mf.check_target(job.outdir)
     out = OutputDir(job.outdir, PACKED_SCHEMA)
     report = StageReport("pack", job.rejects)

@@ -48,7 +48,7 @@ def reference_bfd(lengths: list[int], capacity: int) -> list[list[int]]:
     return packs
 
 
-def unpack(plan, n: int) -> list[list[int]]:
+def unpack(plan) -> list[list[int]]:
     return [plan.order[plan.offsets[p]:plan.offsets[p + 1]].tolist() for p in range(plan.packs)]
 
 
@@ -58,7 +58,7 @@ def unpack(plan, n: int) -> list[list[int]]:
 def test_plan_is_best_fit_decreasing_row_by_row(case: tuple[int, list[int]]) -> None:
     capacity, lengths = case
     plan = plan_bfd(np.array(lengths, dtype=np.int64), capacity)
-    assert unpack(plan, len(lengths)) == reference_bfd(lengths, capacity)
+    assert unpack(plan) == reference_bfd(lengths, capacity)
 
 
 def test_plan_places_every_row_once_and_beats_greedy_on_a_million_rows() -> None:
@@ -223,8 +223,9 @@ def test_packed_input_classification_and_the_input_itself_are_refused(tokenized:
     ok("pack", tokenized, "-o", packed, "--max-length", 256, "-q")
     again = invoke("pack", packed, "-o", tmp_path / "twice", "--max-length", 512)
     assert again.exit_code == 1 and "is already packed" in again.stderr
-    same = invoke("pack", tokenized, "-o", tokenized, "--max-length", 512)
-    assert same.exit_code == 1 and "is the input folder" in same.stderr
+    for target in (tokenized, tokenized / "packed", tokenized.parent):
+        same = invoke("pack", tokenized, "-o", target, "--max-length", 512)
+        assert same.exit_code == 1 and "inside the input folder" in same.stderr
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
