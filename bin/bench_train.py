@@ -1,14 +1,26 @@
 #!/usr/bin/env python3
 """Training throughput of ``dataprep train``: tokens/s for the tiny model on the CPU and, when CUDA is present,
-for a ~0.5B-parameter Llama-style model (Qwen2.5-0.5B's shape, random init) in bf16.
+for a ~0.5B-parameter Llama-style model (Qwen2.5-0.5B's shape, random init) in bf16; then packed vs padded.
 
 Both runs go through the real ``dataprep.train.train`` on a dataset folder in tokenize's layout (synthetic rows:
 the content does not change the arithmetic). A callback stamps every optimizer step; after the warm-up steps the
 rest is cut into windows of equal length and the reported number is the median window's supervised-and-prompt
 (non-padding) tokens per second, so start-up, the first compiled kernels and the final save are left out.
 
+Packed vs padded: the same rows of varied length (log-normal, median ``--pack-median`` tokens, clipped to
+``--pack-length``) trained padded per batch (``PadCollator``) and packed by ``dataprep pack`` into rows
+of ``--pack-length`` (``PackedCollator``: flash-attention varlen when ``flash_attn`` is installed on a bf16 GPU,
+else SDPA with the mask built from ``position_ids``). The packed batch holds as many packs as make about the same
+real tokens per step as the padded batch. The two runs alternate ``--pack-repeats`` times and each figure is the
+median of all its windows. Both are real (non-padding) tokens/s, so their ratio is what packing buys: no compute
+on padding, at the price of a mask or varlen attention.
+
     python bin/bench_train.py                  # CPU tiny model; + the 0.5B model if CUDA is there
     python bin/bench_train.py --threads 1      # torch intra-op threads for the CPU run
+
+On a GPU machine (with ``pip install flash-attn`` for the varlen path), the packed vs padded figures that matter:
+
+    python bin/bench_train.py --pack-length 2048 --pack-median 300
 """
 
 from __future__ import annotations
@@ -28,8 +40,10 @@ import datasets  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoTokenizer, LlamaForCausalLM, TrainerCallback  # noqa: E402
 
+from dataprep.pack import PackJob, pack_to_disk  # noqa: E402
 from dataprep.train import TrainOptions, train  # noqa: E402
 from dataprep.train.model import tiny_causal_config  # noqa: E402
+from dataprep.train.packed import flash_attention_available  # noqa: E402
 from dataprep.train.synthetic import random_rows, write_tokenized  # noqa: E402
 
 TINY_BPE = ROOT / "fixtures" / "tokenizers" / "tiny-bpe"
@@ -74,21 +88,76 @@ def bench_tiny(tmp: Path, args: argparse.Namespace) -> dict:
     return run(data, "tiny", tmp / "tiny-run", args.tiny_steps, args.tiny_batch, args.warmup, args.windows)
 
 
+def make_half_b(tmp: Path, args: argparse.Namespace) -> tuple[Path, int, int]:
+    """The ~0.5B model saved once (random init): its folder, parameter count and layers."""
+    folder = tmp / "half-b"
+    sizes = {**HALF_B, "num_hidden_layers": args.large_layers or HALF_B["num_hidden_layers"]}
+    if not folder.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(TINY_BPE)
+        config = tiny_causal_config(HALF_B_VOCAB, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+                                    eos_token_id=tokenizer.eos_token_id,
+                                    max_positions=max(args.large_length, args.pack_length), **sizes)
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(folder)
+    params = sum(p.numel() for p in LlamaForCausalLM.from_pretrained(folder).parameters())
+    return folder, params, sizes["num_hidden_layers"]
+
+
 def bench_half_b(tmp: Path, args: argparse.Namespace) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(TINY_BPE)
-    sizes = {**HALF_B, "num_hidden_layers": args.large_layers or HALF_B["num_hidden_layers"]}
-    config = tiny_causal_config(HALF_B_VOCAB, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-                                eos_token_id=tokenizer.eos_token_id, max_positions=args.large_length, **sizes)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(tmp / "half-b")
-    del model
+    folder, params, layers = make_half_b(tmp, args)
     data = write_tokenized(tmp / "half-b-data", tokenizer, {"train": random_rows(
         args.large_steps * args.large_batch, args.large_length, len(tokenizer), tokenizer.eos_token_id, seed=0)})
-    result = run(data, str(tmp / "half-b"), tmp / "half-b-run", args.large_steps, args.large_batch, args.warmup,
+    result = run(data, str(folder), tmp / "half-b-run", args.large_steps, args.large_batch, args.warmup,
                  args.windows)
-    return {**result, "params": params, "layers": sizes["num_hidden_layers"]}
+    return {**result, "params": params, "layers": layers}
+
+
+def varied_rows(n: int, median: int, longest: int, vocab_size: int, tokenizer: Any, seed: int) -> list[dict]:
+    """Rows of log-normal length, all supervised, ids never the pad id (so non-padding counts are exact)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(np.log(median), 0.9, n).astype(np.int64), 2, longest)
+    rows = []
+    for i, length in enumerate(lengths.tolist()):
+        ids = rng.integers(0, vocab_size - 1, length)
+        ids[ids >= tokenizer.pad_token_id] += 1
+        ids[-1] = tokenizer.eos_token_id
+        rows.append({"id": str(i), "input_ids": ids.tolist(), "attention_mask": [1] * length,
+                     "labels": ids.tolist(), "length": length})
+    return rows
+
+
+def bench_packing(tmp: Path, args: argparse.Namespace, model: str, steps: int, batch: int) -> dict:
+    """One epoch of the same rows padded (``batch`` rows a step) and packed (as many packs a step as hold about the
+    same real tokens), on ``model`` (``tiny`` or a saved model folder): real tokens/s of each."""
+    tokenizer = AutoTokenizer.from_pretrained(TINY_BPE)
+    rows = varied_rows(steps * batch, args.pack_median, args.pack_length, len(tokenizer), tokenizer, seed=1)
+    padded = write_tokenized(tmp / "varied", tokenizer, {"train": rows})
+    packed = tmp / "varied-packed"
+    stats = pack_to_disk(PackJob(str(padded), str(packed), args.pack_length)).splits["train"]
+    mean = sum(r["length"] for r in rows) / len(rows)
+    pack_batch = max(1, round(batch * mean / (stats.tokens / stats.packs)))
+    pack_steps = max(args.warmup + args.windows + 1, -(-stats.packs // pack_batch))
+    runs: dict[str, Any] = {"efficiency": stats.tokens / (stats.packs * args.pack_length), "mean_length": mean}
+    for repeat in range(args.pack_repeats):  # alternated, so a change in the machine's load hits both alike
+        for name, data, size, n in (("padded", padded, batch, steps), ("packed", packed, pack_batch, pack_steps)):
+            result = run(data, model, tmp / f"run-{name}-{repeat}", n, size, args.warmup, args.windows)
+            windows = runs.get(name, {}).get("windows", []) + result["windows"]
+            runs[name] = {**result, "batch": size, "windows": windows,
+                          "tokens_per_s": statistics.median(windows)}
+    runs["packed"]["attention"] = "flash-attention varlen" if flash_attention_available() else "SDPA, mask from positions"
+    return runs
+
+
+def print_packing(label: str, result: dict, args: argparse.Namespace) -> None:
+    padded, packed = result["padded"], result["packed"]
+    print(f"{label}, {padded['device']} {padded['precision']}, rows of mean {result['mean_length']:.0f} tokens: "
+          f"padded (batch {padded['batch']} rows) {padded['tokens_per_s']:,.0f} real tokens/s, packed "
+          f"(batch {packed['batch']} x {args.pack_length}, {100 * result['efficiency']:.1f}% full, "
+          f"{packed['attention']}) {packed['tokens_per_s']:,.0f} real tokens/s: "
+          f"{packed['tokens_per_s'] / padded['tokens_per_s']:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large-length", type=int, default=1024)
     parser.add_argument("--large-layers", type=int, default=None, help="fewer layers, for a smoke test")
     parser.add_argument("--large", action="store_true", help="run the 0.5B part even without CUDA")
+    parser.add_argument("--pack-length", type=int, default=512, help="packed row length (padded rows: at most it)")
+    parser.add_argument("--pack-median", type=int, default=100, help="median row length of the packing comparison")
+    parser.add_argument("--pack-repeats", type=int, default=2, help="padded/packed runs, alternated")
     parser.add_argument("--warmup", type=int, default=10, help="steps left out before timing")
     parser.add_argument("--windows", type=int, default=5, help="timed windows; the median is reported")
     args = parser.parse_args(argv)
@@ -123,6 +195,14 @@ def main(argv: list[str] | None = None) -> None:
                   f"{big['tokens_per_s']:,.0f} tokens/s (median of {len(big['windows'])} windows)")
         else:
             print("no CUDA device: the ~0.5B bf16 run was skipped")
+        with tempfile.TemporaryDirectory(prefix="tiny-", dir=tmp) as sub:
+            print_packing("packed vs padded, tiny Llama", bench_packing(Path(sub), args, "tiny", args.tiny_steps,
+                                                                        args.tiny_batch), args)
+        if torch.cuda.is_available() or args.large:
+            folder, params, _ = make_half_b(tmp, args)
+            with tempfile.TemporaryDirectory(prefix="large-", dir=tmp) as sub:
+                print_packing(f"packed vs padded, {params / 1e6:,.0f}M-parameter Llama-style",
+                              bench_packing(Path(sub), args, str(folder), args.large_steps, args.large_batch), args)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def dataset_card(manifest: Manifest) -> str:
     if manifest.rejected:
         lines.append("")
         lines += [f"- `{reason}`: {n:,}" for reason, n in manifest.rejected.items()]
+    if manifest.packing:
+        lines += packing_lines(manifest.packing)
     lines += ["", "## How it was made", ""]
     lines += [f"- {k}: `{json.dumps(v, ensure_ascii=False)}`" for k, v in manifest.options.items()]
     template = manifest.template
@@ -56,3 +58,19 @@ def dataset_card(manifest: Manifest) -> str:
     ]
     lines += ["", f"Cache key: `{manifest.key}`", ""]
     return "\n".join(lines)
+
+
+def packing_lines(packing: dict) -> list[str]:
+    """The card's packing section (``dataprep pack``): what a packed row is, and how full the packs are."""
+    n = packing["max_length"]
+    lines = ["", "## Packing", "",
+             f"{packing['rows_packed']:,} rows packed into {packing['packs']:,} rows of at most {n:,} tokens "
+             f"({packing['strategy']}), efficiency {100 * packing['efficiency']:.1f}% (real tokens / (packs x {n:,})).",
+             "Each row holds `input_ids`, `labels`, `position_ids` (restarting at 0 for each original row), "
+             "`seq_lengths`, `ids` and `source_rows`; there is no `attention_mask`: keep the examples apart with "
+             "`position_ids` (varlen attention) or a block-diagonal mask built from `seq_lengths`.",
+             "", "| split | rows in | packed | rejected | packs | efficiency |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, s in packing["splits"].items():
+        lines.append(f"| {name} | {s['rows_in']:,} | {s['rows_packed']:,} | {s['rejected']:,} | {s['packs']:,} | "
+                     f"{100 * s['efficiency']:.1f}% |")
+    return lines

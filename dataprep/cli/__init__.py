@@ -29,6 +29,7 @@ COMMANDS = {
     "split": ("dataprep.cli.split_cmd", "Assign train/validation/test splits, stratified and deterministic."),
     "render": ("dataprep.cli.render_cmd", "Show the rendered text of each record with supervised spans."),
     "tokenize": ("dataprep.cli.tokenize_cmd", "Write a token-exact Arrow DatasetDict with label masks."),
+    "pack": ("dataprep.cli.pack_cmd", "Pack tokenized rows into rows of at most N tokens (best-fit decreasing)."),
     "inspect": ("dataprep.cli.inspect_cmd", "Show tokenized rows with the supervised tokens highlighted."),
     "stats": ("dataprep.cli.stats_cmd", "Describe a dataset: lengths, splits, rejects, duplicates, leakage, plots."),
     "train": ("dataprep.cli.train_cmd", "Fine-tune a model on a tokenized dataset (needs dataprep[train])."),

@@ -44,7 +44,7 @@ class TokenizedBatch:
         lengths = ends - starts
         new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=new_offsets[1:])
-        take = _ranges(starts, lengths)
+        take = concat_ranges(starts, lengths)
         return TokenizedBatch(
             ids=[self.ids[i] for i in rows],
             splits=[self.splits[i] for i in rows],
@@ -70,7 +70,7 @@ class TokenizedBatch:
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(s, s + n)`` for each pair, without a Python loop."""
     total = int(lengths.sum())
     if total == 0:

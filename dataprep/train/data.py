@@ -15,6 +15,7 @@ from dataprep.errors import DataprepError, InputError
 from dataprep.manifest import MANIFEST, Manifest, load_manifest
 
 REQUIRED_COLUMNS = ("input_ids", "attention_mask", "labels")
+PACKED_COLUMNS = ("input_ids", "labels", "position_ids")  # dataprep pack: no attention_mask (dataprep.pack)
 EVAL_SPLITS = ("validation", "dev", "eval")
 
 
@@ -36,6 +37,10 @@ class TokenizedData:
     @property
     def pad_token_id(self) -> int | None:
         return self.manifest.tokenizer.pad_token_id
+
+    @property
+    def packed(self) -> bool:
+        return self.manifest.packing is not None
 
     @property
     def eval_split(self) -> str | None:
@@ -77,8 +82,9 @@ def load_tokenized(path: str | Path) -> TokenizedData:
         splits = datasets.DatasetDict({"train": splits})
     if "train" not in splits or len(splits["train"]) == 0:
         raise DataprepError(f"{root}: no rows in a 'train' split (splits: {', '.join(splits) or 'none'})")
+    required = PACKED_COLUMNS if manifest.packing is not None else REQUIRED_COLUMNS
     for name in splits:
-        missing = [c for c in REQUIRED_COLUMNS if c not in splits[name].column_names]
+        missing = [c for c in required if c not in splits[name].column_names]
         if missing:
             raise DataprepError(f"{root}: split {name!r} lacks column(s) {', '.join(missing)} for task {task}")
     names = manifest.label_names

@@ -38,6 +38,7 @@ from dataprep.train.collate import PadCollator
 from dataprep.train.data import TokenizedData, load_tokenized
 from dataprep.train.metrics import compute_classification_metrics, perplexity
 from dataprep.train.model import TINY, apply_lora, build_model
+from dataprep.train.packed import packed_collator
 from dataprep.train.plot import plot_losses
 
 SCHEDULERS = ("cosine", "linear")
@@ -300,12 +301,15 @@ def _train(opts: TrainOptions, callbacks: list[Any]) -> TrainResult:
     args = training_arguments(opts, data, bf16, report_to)
     eval_name = data.eval_split
     pad_id = data.pad_token_id if data.pad_token_id is not None else (tokenizer.pad_token_id or 0)
+    multiple = 8 if device.startswith("cuda") else None
+    collator = (packed_collator(model, pad_id, multiple) if data.packed  # dataprep pack output: dataprep.train.packed
+                else PadCollator(pad_id, pad_to_multiple_of=multiple))
     trainer = _Trainer(
         model=model,
         args=args,
         train_dataset=prepare_split(data.splits["train"], opts.group_by_length),
         eval_dataset=prepare_split(data.splits[eval_name], opts.group_by_length) if eval_name else None,
-        data_collator=PadCollator(pad_id, pad_to_multiple_of=8 if device.startswith("cuda") else None),
+        data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=compute_classification_metrics if data.task == "classification" else None,
         callbacks=[JsonlLog(out / "train_log.jsonl"), *callbacks],
