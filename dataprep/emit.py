@@ -184,3 +184,58 @@ def write_dataset_dict(folder: str | Path, parts: Mapping[str, str | Path], fing
 
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+# -- an existing folder in another layout ----------------------------------------------------------------------
+
+def convert_folder(source: str | Path, target_dir: str | Path, target: str) -> Path:
+    """Write the dataprep folder ``source`` again in ``target``'s layout, without tokenizing anything again.
+
+    The splits are read memory-mapped and rewritten batch by batch; ``tokenizer/`` and ``dataprep.json`` are
+    copied (the manifest gains ``"emit_for"``); the ids a layout leaves out go to ``ids/<split>.jsonl``; the
+    consumer's config, if it has one, is written beside (:func:`dataprep.consumers.config_files`).
+    """
+    import shutil
+
+    from dataprep.consumers import config_files
+
+    src, out = Path(source), Path(target_dir)
+    manifest = json.loads((src / "dataprep.json").read_text(encoding="utf-8"))
+    check_task(target, manifest.get("task", "causal"))
+    splits = json.loads((src / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    out.mkdir(parents=True)
+    work = out / ".parts"
+    work.mkdir()
+    parts, fingerprints = {}, {}
+    for split in splits:
+        state = json.loads((src / split / "state.json").read_text(encoding="utf-8"))
+        writer = schema = None
+        ids: list[str] = []
+        for item in state["_data_files"]:
+            with pa.memory_map(str(src / split / item["filename"])) as source_file:
+                reader = pa.ipc.open_stream(source_file)
+                for batch in reader:
+                    shaped = columns_for(target, batch)
+                    if writer is None:
+                        schema = shaped.schema.remove_metadata()
+                        writer = pa.ipc.new_stream(str(work / f"{split}.arrow"), schema)
+                    writer.write_batch(pa.RecordBatch.from_arrays(shaped.columns, schema=schema))
+                    kept = ids_beside(target, batch)
+                    if kept is not None:
+                        ids.extend(kept)
+        if writer is None:
+            raise ValueError(f"{src / split}: no record batches")
+        writer.close()
+        parts[split] = work / f"{split}.arrow"
+        fingerprints[split] = f"{state['_fingerprint']}-{target}"[:64]
+        if layout(target).ids_beside:
+            (out / IDS_DIR).mkdir(exist_ok=True)
+            (out / IDS_DIR / f"{split}.jsonl").write_text(ids_lines(ids), encoding="utf-8")
+    write_dataset_dict(out, parts, fingerprints)
+    work.rmdir()
+    shutil.copytree(src / "tokenizer", out / "tokenizer")
+    manifest["emit_for"] = target
+    _write_json(out / "dataprep.json", manifest)
+    for name, text in config_files(target, manifest, out).items():
+        (out / name).write_text(text, encoding="utf-8")
+    return out

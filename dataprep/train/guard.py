@@ -91,8 +91,9 @@ class GuardReport:
     findings: list[Finding] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"label guard: {self.batches} batches, {self.sequences:,} sequences, {self.targets:,} supervised "
-                "targets, all equal to the dataset's")
+        batches = f"{self.batches} batch" + ("es" if self.batches != 1 else "")
+        return (f"label guard: {batches}, {self.sequences:,} sequences, {self.targets:,} supervised targets, "
+                "all equal to the dataset's")
 
 
 class SplitRows:
@@ -143,6 +144,13 @@ class SplitRows:
     def supervised_labels(self) -> int:
         """Labels that are not -100 in the whole split: the manifest's ``supervised_tokens``."""
         return sum(int(np.count_nonzero(labels != IGNORE_INDEX)) for labels in self._labels)
+
+    def supervised_targets(self) -> int:
+        """Targets a causal loss trains on: ``labels[1:]`` of each original row that are not -100."""
+        total = self.supervised_labels()
+        for c, labels in enumerate(self._labels):
+            total -= int(np.count_nonzero(labels[self.starts[self.chunk == c]] != IGNORE_INDEX))
+        return total
 
     def _hash_chunk(self, c: int) -> np.ndarray:
         sel = np.flatnonzero(self.chunk == c)
@@ -405,8 +413,9 @@ def _message(findings: list[Finding], name: str) -> str:
     if kinds["changed"]:
         extra = sum(f.extra for f in kinds["changed"])
         lost = sum(f.lost for f in kinds["changed"])
-        parts.append(f"{len(kinds['changed'])} with other labels (+{extra:,} masked tokens trained, "
-                     f"-{lost:,} supervised lost)")
+        counts = [f"{extra:,} masked tokens trained"] if extra else []
+        counts += [f"{lost:,} supervised tokens lost"] if lost else []
+        parts.append(f"{len(kinds['changed'])} with other labels ({', '.join(counts) or 'other target ids'})")
     if kinds["unknown"]:
         parts.append(f"{len(kinds['unknown'])} not in the dataset")
     return (f"label guard: the trainer changed the labels of {len(findings)} sequence(s) of {name}: "
@@ -442,6 +451,66 @@ def read_split(root: Path, split: str) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
+@dataclass
+class EpochAudit:
+    """A whole epoch of a trainer's batches held against a split: every row once, every target dataprep's."""
+
+    rows: int  # original rows in the split
+    targets: int  # their supervised targets (labels[1:] that are not -100)
+    seen: int = 0  # sequences found as whole rows
+    missing: int = 0  # rows never seen whole (dropped, or only cut)
+    repeated: int = 0  # extra sightings of rows seen before
+    changed: int = 0  # whole rows whose targets differ
+    cut: int = 0  # sequences that are only a row's start or end
+    unknown: int = 0  # supervised sequences that are no row
+    trained: int = 0  # supervised targets in the batches
+    extra: int = 0
+    lost: int = 0
+    moved: int = 0
+
+    @property
+    def exact(self) -> bool:
+        return (self.seen == self.rows and self.trained == self.targets
+                and not (self.missing or self.repeated or self.changed or self.cut or self.unknown
+                         or self.extra or self.lost or self.moved))
+
+    def summary(self) -> str:
+        head = "exact" if self.exact else "NOT exact"
+        return (f"{head}: {self.seen:,}/{self.rows:,} rows seen, {self.trained:,}/{self.targets:,} supervised "
+                f"targets; missing {self.missing}, repeated {self.repeated}, changed {self.changed}, cut "
+                f"{self.cut}, unknown {self.unknown}; +{self.extra:,} masked tokens trained, -{self.lost:,} "
+                f"supervised lost, {self.moved:,} moved")
+
+
+def audit_epoch(rows: SplitRows, batches: Iterable[Mapping[str, Any]]) -> EpochAudit:
+    """Hold an epoch of batches (e.g. ``trainer.get_train_dataloader()``) against ``rows``.
+
+    The study behind this module, as a function: a trainer is exact on a dataset when every row reaches the model
+    once, whole, with dataprep's targets. Unlike :class:`LabelGuard` it never raises; it counts.
+    """
+    audit = EpochAudit(rows=len(rows), targets=rows.supervised_targets())
+    seen = np.zeros(len(rows), dtype=np.int64)
+    guard = LabelGuard(rows, batches=0)
+    for batch in batches:
+        for ids, labels, where in batch_sequences(batch):
+            ids, labels = ids.astype(np.int64, copy=False), labels.astype(np.int64, copy=False)
+            audit.trained += int(np.count_nonzero(labels[1:] != IGNORE_INDEX))
+            seg = rows.find(ids)
+            if seg is not None:
+                seen[seg] += 1
+            finding = guard._compare(ids, labels, where) if seg is None or seen[seg] == 1 else None
+            if finding is None or finding.kind == "ignored":
+                continue
+            audit.extra += finding.extra
+            audit.lost += finding.lost
+            audit.moved += finding.moved
+            setattr(audit, finding.kind, getattr(audit, finding.kind) + 1)
+    audit.seen = int(np.count_nonzero(seen))
+    audit.missing = int(np.count_nonzero(seen == 0))
+    audit.repeated = int((seen[seen > 1] - 1).sum())
+    return audit
+
+
 class LabelGuardCallback(TrainerCallback):
     """A ``TrainerCallback`` (transformers ``Trainer``, TRL, LLaMA-Factory) that runs :class:`LabelGuard` on the
     inputs of the model's first training forwards, through a forward pre-hook, so it sees the batch after every
@@ -453,6 +522,7 @@ class LabelGuardCallback(TrainerCallback):
         self.verbose = verbose
         self._handle: Any = None
         self._warned = False
+        self._told = False
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if model is not None and self._handle is None and not self.guard.done:
@@ -473,19 +543,25 @@ class LabelGuardCallback(TrainerCallback):
             return
         try:
             self.guard.check(batch)
-        finally:
-            if self.guard.done:
-                self._remove()
-                if self.verbose and not self.guard.report.findings:
-                    print(self.guard.report.summary(), file=sys.stderr)
+        except LabelsChanged:
+            self._remove()  # the run stops here; a caller that goes on anyway is not checked twice
+            raise
+        if self.guard.done:
+            self._finish()
 
     def _remove(self) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
 
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def _finish(self) -> None:
         self._remove()
+        if self.verbose and self.guard.report.batches and not self._told:
+            print(self.guard.report.summary(), file=sys.stderr)
+            self._told = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._finish()
 
 
 def guard_callback(path: str | Path, split: str = "train", *, batches: int = DEFAULT_BATCHES) -> LabelGuardCallback:
