@@ -119,6 +119,13 @@ def ids_beside(target: str, batch: pa.RecordBatch) -> list[str] | None:
     return batch.column("id").to_pylist() if layout(target).ids_beside else None
 
 
+def longest_in(batch: pa.RecordBatch) -> int:
+    """The longest row of a batch, in tokens: what the manifest's per-split ``longest`` keeps (the maximum)."""
+    if not batch.num_rows:
+        return 0
+    return int(pc.max(pc.list_value_length(batch.column("input_ids"))).as_py())
+
+
 def ids_lines(ids: list[str]) -> str:
     """``ids/<split>.jsonl`` text: one JSON string per line (an id may hold any character, a newline too)."""
     return "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in ids)
@@ -192,7 +199,7 @@ def convert_folder(source: str | Path, target_dir: str | Path, target: str) -> P
     """Write the dataprep folder ``source`` again in ``target``'s layout, without tokenizing anything again.
 
     The splits are read memory-mapped and rewritten batch by batch; ``tokenizer/`` and ``dataprep.json`` are
-    copied (the manifest gains ``"emit_for"``); the ids a layout leaves out go to ``ids/<split>.jsonl``; the
+    copied (the manifest gains ``"emit_for"``, and each split its ``longest`` row if it lacks one); the ids a layout leaves out go to ``ids/<split>.jsonl``; the
     consumer's config, if it has one, is written beside (:func:`dataprep.consumers.config_files`).
     """
     import shutil
@@ -211,6 +218,7 @@ def convert_folder(source: str | Path, target_dir: str | Path, target: str) -> P
         state = json.loads((src / split / "state.json").read_text(encoding="utf-8"))
         writer = schema = None
         ids: list[str] = []
+        longest = 0
         for item in state["_data_files"]:
             with pa.memory_map(str(src / split / item["filename"])) as source_file:
                 reader = pa.ipc.open_stream(source_file)
@@ -220,6 +228,7 @@ def convert_folder(source: str | Path, target_dir: str | Path, target: str) -> P
                         schema = shaped.schema.remove_metadata()
                         writer = pa.ipc.new_stream(str(work / f"{split}.arrow"), schema)
                     writer.write_batch(pa.RecordBatch.from_arrays(shaped.columns, schema=schema))
+                    longest = max(longest, longest_in(batch))
                     kept = ids_beside(target, batch)
                     if kept is not None:
                         ids.extend(kept)
@@ -227,6 +236,7 @@ def convert_folder(source: str | Path, target_dir: str | Path, target: str) -> P
             raise ValueError(f"{src / split}: no record batches")
         writer.close()
         parts[split] = work / f"{split}.arrow"
+        manifest["splits"][split].setdefault("longest", longest)
         fingerprints[split] = f"{state['_fingerprint']}-{target}"[:64]
         if layout(target).ids_beside:
             (out / IDS_DIR).mkdir(exist_ok=True)
