@@ -59,6 +59,7 @@ class Finding:
     row: int | None = None
     row_id: str | None = None
     row_tokens: int | None = None
+    segment: int | None = None  # the original row's index in SplitRows (a packed row holds several)
     extra: int = 0  # targets the trainer supervises that dataprep masked
     lost: int = 0  # targets dataprep supervises that the trainer does not (a cut row's tail included)
     moved: int = 0  # targets supervised by both, with another token id
@@ -166,15 +167,18 @@ class SplitRows:
         return out
 
     def find(self, ids: np.ndarray) -> int | None:
-        """The segment whose tokens are exactly ``ids``, or ``None``."""
+        """The first segment whose tokens are exactly ``ids``, or ``None``."""
+        found = self.find_all(ids)
+        return found[0] if found else None
+
+    def find_all(self, ids: np.ndarray) -> list[int]:
+        """Every segment whose tokens are exactly ``ids`` (a dataset may hold the same row more than once)."""
         if len(ids) > len(self._powers) or not len(ids):
-            return None
+            return []
         h = _hash_many(ids, np.zeros(1, dtype=np.int64), np.array([len(ids)]), self._powers)[0]
         lo, hi = np.searchsorted(self._sorted, h, "left"), np.searchsorted(self._sorted, h, "right")
-        for k in self._order[lo:hi]:
-            if self.lengths[k] == len(ids) and np.array_equal(self.tokens(int(k)), ids):
-                return int(k)
-        return None
+        return [int(k) for k in self._order[lo:hi]
+                if self.lengths[k] == len(ids) and np.array_equal(self.tokens(int(k)), ids)]
 
     def find_part(self, ids: np.ndarray) -> tuple[int, int] | None:
         """A longer segment that starts (offset 0) or ends (offset > 0) with ``ids``: (segment, offset).
@@ -375,7 +379,7 @@ class LabelGuard:
         seg = self.rows.find(ids)
         if seg is not None:
             return _diff(self.rows.labels(seg)[1:], labels[1:], Finding(
-                "changed", where, len(ids), int(self.rows.row[seg]), self.rows.row_id(seg), len(ids)))
+                "changed", where, len(ids), int(self.rows.row[seg]), self.rows.row_id(seg), len(ids), segment=seg))
         supervised = int(np.count_nonzero(labels[1:] != IGNORE_INDEX))
         if supervised == 0:  # padding, or a piece nothing is learned from: harmless whatever it is
             return Finding("ignored", where, len(ids))
@@ -385,7 +389,7 @@ class LabelGuard:
         seg, offset = part
         full = self.rows.labels(seg)
         finding = Finding("cut", where, len(ids), int(self.rows.row[seg]), self.rows.row_id(seg),
-                          int(self.rows.lengths[seg]))
+                          int(self.rows.lengths[seg]), segment=seg)
         _diff(full[offset + 1:offset + len(ids)], labels[1:], finding)
         outside = np.r_[full[1:offset + 1], full[offset + len(ids):]] if offset else full[len(ids):]
         finding.lost += int(np.count_nonzero(outside != IGNORE_INDEX))
@@ -457,8 +461,8 @@ class EpochAudit:
 
     rows: int  # original rows in the split
     targets: int  # their supervised targets (labels[1:] that are not -100)
-    seen: int = 0  # sequences found as whole rows
-    missing: int = 0  # rows never seen whole (dropped, or only cut)
+    seen: int = 0  # rows that reached the model whole
+    missing: int = 0  # rows that never reached the model, whole or cut (their targets count as lost)
     repeated: int = 0  # extra sightings of rows seen before
     changed: int = 0  # whole rows whose targets differ
     cut: int = 0  # sequences that are only a row's start or end
@@ -490,23 +494,29 @@ def audit_epoch(rows: SplitRows, batches: Iterable[Mapping[str, Any]]) -> EpochA
     """
     audit = EpochAudit(rows=len(rows), targets=rows.supervised_targets())
     seen = np.zeros(len(rows), dtype=np.int64)
+    part_seen = np.zeros(len(rows), dtype=bool)
     guard = LabelGuard(rows, batches=0)
     for batch in batches:
         for ids, labels, where in batch_sequences(batch):
             ids, labels = ids.astype(np.int64, copy=False), labels.astype(np.int64, copy=False)
             audit.trained += int(np.count_nonzero(labels[1:] != IGNORE_INDEX))
-            seg = rows.find(ids)
+            same = rows.find_all(ids)
+            seg = next((k for k in same if not seen[k]), same[0] if same else None)  # duplicates: each once
             if seg is not None:
                 seen[seg] += 1
             finding = guard._compare(ids, labels, where) if seg is None or seen[seg] == 1 else None
             if finding is None or finding.kind == "ignored":
                 continue
+            if finding.kind == "cut":
+                part_seen[finding.segment] = True
             audit.extra += finding.extra
             audit.lost += finding.lost
             audit.moved += finding.moved
             setattr(audit, finding.kind, getattr(audit, finding.kind) + 1)
     audit.seen = int(np.count_nonzero(seen))
-    audit.missing = int(np.count_nonzero(seen == 0))
+    dropped = np.flatnonzero((seen == 0) & ~part_seen)
+    audit.missing = len(dropped)
+    audit.lost += sum(int(np.count_nonzero(rows.labels(int(k))[1:] != IGNORE_INDEX)) for k in dropped)
     audit.repeated = int((seen[seen > 1] - 1).sum())
     return audit
 
