@@ -11,15 +11,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from dataprep.train.guard import LabelGuard, LabelsChanged, SplitRows, audit_epoch, read_split  # noqa: E402
-from tests.interop_data import (  # noqa: E402, F401
+from tests.interop_data import (  # noqa: E402
     assert_exact,
     epoch_report,
-    fixture_folder,
-    fixture_model,
     layout_of,
-    real_folder,
     tiny_model_dir,
 )
+
+pytest_plugins = ("tests.interop_data",)  # its fixtures: the tokenized folder, the tiny model
 
 
 @pytest.fixture(autouse=True)

@@ -13,15 +13,15 @@ trl = pytest.importorskip("trl")
 
 from dataprep.train.guard import LabelGuard, LabelsChanged, SplitRows, audit_epoch, read_split  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
-from tests.interop_data import (  # noqa: E402, F401
+from tests.interop_data import (  # noqa: E402
     assert_exact,
     epoch_report,
-    fixture_folder,
-    fixture_model,
     layout_of,
     tiny_model_dir,
     tokenize_folder,
 )
+
+pytest_plugins = ("tests.interop_data",)  # its fixtures: the tokenized folder, the tiny model
 
 EXACT_SETTINGS = {
     "defaults": {},
