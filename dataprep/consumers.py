@@ -180,8 +180,9 @@ def traps(manifest: dict[str, Any]) -> list[str]:
     out += [
         "**TRL 0.20-1.6 with `packing=True` or `use_liger_kernel=True`** drops the `labels` column and rebuilds "
         "labels from `input_ids`, masked only by `assistant_masks`/`completion_mask`: write the folder with "
-        "`--emit-for trl`. TRL 0.17-0.18 ignore `labels` always; with `--emit-for trl` they train exactly "
-        "only with `completion_only_loss=True` and no packing. TRL >= 1.7 uses `labels` as they are.",
+        "`--emit-for trl` (0.20-0.21 with liger also need `completion_only_loss=True`). TRL 0.19 packs and "
+        "runs liger on `input_ids` alone: no layout helps, do not pack. TRL 0.17-0.18 ignore `labels` always: "
+        "`--emit-for trl` with `completion_only_loss=True` and no packing. TRL >= 1.7 uses `labels` as they are.",
         "**TRL `assistant_only_loss=True`** needs conversational text and fails on tokenized rows; the labels "
         "already mask everything but the assistant. **`padding_free=True`** needs `max_length=None` (TRL 1.x "
         "refuses otherwise) and, on a GPU, flash-attention.",
