@@ -53,7 +53,7 @@ from trl import SFTConfig, SFTTrainer
 from dataprep.train.guard import SplitRows, audit_epoch, read_split
 from pathlib import Path
 
-folders, model_dir, settings = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+folders, model_dir, settings, tokenizer = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 fields = {f.name for f in dataclasses.fields(SFTConfig)}
 print("VERSIONS " + json.dumps({p: md.version(p) for p in ("trl", "transformers", "datasets", "torch")}), flush=True)
 for layout, folder in folders.items():
@@ -70,7 +70,7 @@ for layout, folder in folders.items():
                                  **extra, **config)
                 trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
                                      train_dataset=datasets.load_from_disk(folder, keep_in_memory=True)["train"],
-                                     processing_class=AutoTokenizer.from_pretrained(folder + "/tokenizer"))
+                                     processing_class=AutoTokenizer.from_pretrained(tokenizer))
                 audit = audit_epoch(rows, trainer.get_train_dataloader())
             result = {**audit.__dict__, "exact": audit.exact, "status": "ok"}
         except Exception as exc:
@@ -83,7 +83,7 @@ def sh(*cmd: object, **kw: object) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
 
 
-def make_data(work: Path, real: bool, lima: bool) -> tuple[Path, Path]:
+def make_data(work: Path, real: bool, lima: bool) -> tuple[Path, Path, Path]:
     dp = [sys.executable, "-m", "dataprep"]
     extra: list[object] = []
     if lima:
@@ -105,7 +105,7 @@ def make_data(work: Path, real: bool, lima: bool) -> tuple[Path, Path]:
             "bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(sys.argv[2]); "
             "tok.save_pretrained(sys.argv[2])")
     sh(sys.executable, "-c", code, folder / "tokenizer", model, check=True, cwd=ROOT)
-    return folder, model
+    return folder, model, tokenizer
 
 
 def main() -> None:
@@ -119,9 +119,10 @@ def main() -> None:
     chosen = {name: SETTINGS[name] for name in args.settings.split(",")}
     with tempfile.TemporaryDirectory(prefix="check-trl-") as tmp:
         work = Path(tmp)
-        folder, model = make_data(work, args.real or args.lima, args.lima)
+        # the other venv loads the source tokenizer: transformers 4.x cannot read one saved by 5.x
+        folder, model, tokenizer = make_data(work, args.real or args.lima, args.lima)
         folders = {"dataprep": str(folder), "trl": str(convert_folder(folder, work / "trl", "trl"))}
-        out = sh(args.python, "-c", DRIVER, json.dumps(folders), model, json.dumps(chosen), cwd=work,
+        out = sh(args.python, "-c", DRIVER, json.dumps(folders), model, json.dumps(chosen), tokenizer, cwd=work,
                  env={**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT)}, timeout=3600)
         lines = out.stdout.splitlines()
         versions = next((json.loads(x[9:]) for x in lines if x.startswith("VERSIONS ")), None)
