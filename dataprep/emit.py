@@ -8,17 +8,17 @@ read something else, or choke on a column they did not expect:
   TRL >= 1.7 train on it exactly. It stays the default because it is the one layout every row id travels in and
   every other layout is a projection of it.
 - ``trl``: the default plus ``assistant_masks`` and ``completion_mask`` (1 where ``labels`` is not -100). Read
-  from TRL's source at each tag and run with 0.24 and 1.16: TRL 0.20-1.6 drop ``labels`` when packing (0.22-1.6
-  also under liger) and rebuild them from ``input_ids`` masked by ``assistant_masks``/``completion_mask``; 0.20-0.21
-  under liger keep only ``completion_mask``, applied with ``completion_only_loss=True``; 0.19 honours
-  ``assistant_masks`` unpacked and packs ``input_ids`` alone; 0.17-0.18 drop ``labels`` always and honour only
-  ``completion_mask``, with ``completion_only_loss=True``. TRL >= 1.7 uses ``labels`` as they are (the masks then
-  change nothing).
+  from TRL's source at each tag, and run with 0.18.2, 0.24, 1.6 and 1.16: TRL 0.20-1.6 drop ``labels`` when
+  packing (0.22-1.6 also under liger) and rebuild them from ``input_ids`` masked by ``assistant_masks``/
+  ``completion_mask``; 0.20-0.21 under liger keep only ``completion_mask``, applied with
+  ``completion_only_loss=True``; 0.19 honours ``assistant_masks`` unpacked and packs ``input_ids`` alone;
+  0.17-0.18 drop ``labels`` always and honour only ``completion_mask``, with ``completion_only_loss=True``.
+  TRL >= 1.7 uses ``labels`` as they are (the masks then change nothing).
 - ``llamafactory``, ``axolotl``, ``plain``: only ``input_ids``/``attention_mask``/``labels``. LLaMA-Factory's
   collator breaks on the string ``id`` column; axolotl asks for exactly these three columns; ``plain`` is the same
   for a hand-written loop (``with_format("torch")`` on every column). The row ids are kept beside the splits in
   ``ids/<split>.jsonl`` (line i = row i), so no row becomes anonymous. The first two also get a ready config
-  (:func:`config_files`).
+  (:func:`dataprep.consumers.config_files`).
 
 Everything here is pyarrow: no torch, no datasets import, nothing per token in Python.
 """

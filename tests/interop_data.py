@@ -1,5 +1,6 @@
 """Shared by the interop tests: a real ``dataprep tokenize`` folder in each layout, a tiny model for it, and an
-independent check of a whole epoch of batches (not the guard's code, so the guard is tested against it)."""
+independent check of a whole epoch of batches (not the guard's code, so the guard is tested against it).
+The fixtures built from these are in ``tests/interop_fixtures.py``."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.conftest import FIXTURES, SHARED_DATA, invoke
+from tests.conftest import FIXTURES, invoke
 
 TINY_BPE = FIXTURES / "tokenizers" / "tiny-bpe"
 
@@ -39,27 +38,6 @@ def tiny_model_dir(folder: Path, out: Path) -> Path:
                                         eos_token_id=tokenizer.eos_token_id)).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-@pytest.fixture(scope="session")
-def fixture_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fixtures/data/alpaca.json with the tiny BPE tokenizer, in the default layout."""
-    return tokenize_folder(tmp_path_factory.mktemp("interop") / "default", FIXTURES / "data" / "alpaca.json",
-                           TINY_BPE)
-
-
-@pytest.fixture(scope="session")
-def fixture_model(fixture_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir(fixture_folder, tmp_path_factory.mktemp("interop") / "model")
-
-
-@pytest.fixture(scope="session")
-def real_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """LLaMA-Factory's alpaca_en_demo.json with the Qwen2.5 tokenizer (skipped without ../shared/data)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not present at {SHARED_DATA}")
-    return tokenize_folder(tmp_path_factory.mktemp("interop-real") / "default",
-                           SHARED_DATA / "llamafactory" / "alpaca_en_demo.json", SHARED_DATA / "tokenizers" / "qwen2.5")
 
 
 def layout_of(folder: Path, target: str) -> Path:

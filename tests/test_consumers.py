@@ -12,7 +12,7 @@ import pytest
 from dataprep import consumers
 from tests.interop_data import layout_of
 
-pytest_plugins = ("tests.interop_data",)  # its fixtures: the tokenized folder, the tiny model
+pytest_plugins = ("tests.interop_fixtures",)  # the tokenized folder, the tiny model
 
 PYTHON_SNIPPETS = [s for s in consumers.SNIPPETS if s.language == "python"]
 

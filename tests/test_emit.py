@@ -13,7 +13,7 @@ from dataprep.errors import UsageProblem
 from dataprep.tokenize import CAUSAL_SCHEMA
 from tests.interop_data import layout_of
 
-pytest_plugins = ("tests.interop_data",)  # its fixtures: the tokenized folder, the tiny model
+pytest_plugins = ("tests.interop_fixtures",)  # the tokenized folder, the tiny model
 
 
 def causal_batch() -> pa.RecordBatch:

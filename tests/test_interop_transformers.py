@@ -18,7 +18,7 @@ from tests.interop_data import (  # noqa: E402
     tiny_model_dir,
 )
 
-pytest_plugins = ("tests.interop_data",)  # its fixtures: the tokenized folder, the tiny model
+pytest_plugins = ("tests.interop_fixtures",)  # the tokenized folder, the tiny model
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from tests.interop_data import (  # noqa: E402
     tokenize_folder,
 )
 
-pytest_plugins = ("tests.interop_data",)  # its fixtures: the tokenized folder, the tiny model
+pytest_plugins = ("tests.interop_fixtures",)  # the tokenized folder, the tiny model
 
 EXACT_SETTINGS = {
     "defaults": {},

@@ -25,7 +25,7 @@ from dataprep.train.guard import (  # noqa: E402
 )
 from tests.interop_data import split_rows  # noqa: E402
 
-pytest_plugins = ("tests.interop_data",)  # its fixtures: the tokenized folder, the tiny model
+pytest_plugins = ("tests.interop_fixtures",)  # the tokenized folder, the tiny model
 
 ROWS = [
     {"id": "a", "input_ids": [5, 6, 7, 8, 2], "labels": [-100, -100, 7, 8, 2]},
