@@ -74,7 +74,7 @@ def write_synthetic(folder: Path, lengths: np.ndarray, chunk: int = 65_536) -> N
 
     from dataprep.manifest import Manifest, SplitStats, TokenizerFacts, Totals, write_manifest
     from dataprep.outdir import OutputDir
-    from dataprep.tokenize.causal import CAUSAL_SCHEMA
+    from dataprep.tokenize import CAUSAL_SCHEMA
 
     rng = np.random.default_rng(1)
     out = OutputDir(folder, CAUSAL_SCHEMA)

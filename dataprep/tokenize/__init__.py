@@ -9,11 +9,18 @@
 
 from dataprep.tokenize.causal import CausalOptions, CausalTokenizer, supervised_mask
 from dataprep.tokenize.job import TokenizeJob, TokenizeResult, TokenizeStage, parse_input, tokenize_to_disk
-from dataprep.tokenize.layout import IGNORE_INDEX, BatchResult, Encoder, TokenizedBatch, flatten_ids
+from dataprep.tokenize.layout import (
+    CAUSAL_SCHEMA,
+    IGNORE_INDEX,
+    BatchResult,
+    Encoder,
+    TokenizedBatch,
+    flatten_ids,
+)
 from dataprep.tokenize.pair import ClassifyOptions, PairClassifier
 
 __all__ = [
-    "IGNORE_INDEX", "BatchResult", "CausalOptions", "CausalTokenizer", "ClassifyOptions", "Encoder",
+    "CAUSAL_SCHEMA", "IGNORE_INDEX", "BatchResult", "CausalOptions", "CausalTokenizer", "ClassifyOptions", "Encoder",
     "PairClassifier", "TokenizeJob", "TokenizeResult", "TokenizeStage", "TokenizedBatch", "flatten_ids",
     "parse_input", "supervised_mask", "tokenize_to_disk",
 ]

@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from dataprep.errors import DataprepError, UsageProblem
 from dataprep.records import (
@@ -57,7 +56,7 @@ from dataprep.records import (
     looks_raw,
 )
 from dataprep.stage import Rejected
-from dataprep.tokenize.layout import IGNORE_INDEX, BatchResult, TokenizedBatch
+from dataprep.tokenize.layout import CAUSAL_SCHEMA, IGNORE_INDEX, BatchResult, TokenizedBatch
 
 MASK_MODES = ("all", "last", "prompt")
 TRUNCATION_MODES = ("history", "drop")
@@ -65,17 +64,6 @@ SPECIAL_TOKEN_MODES = ("reject", "text")
 REASONING_MODES = ("template", "expand")
 INSERTED_MODES = ("mask", "train")
 SELF_CHECK_EVERY = 97  # about 1% of rows, picked by id, plus the first row of every batch
-
-CAUSAL_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("input_ids", pa.list_(pa.int32())),
-        ("attention_mask", pa.list_(pa.int8())),
-        ("labels", pa.list_(pa.int32())),
-        ("length", pa.int32()),
-    ]
-)
-
 
 @dataclass(frozen=True)
 class CausalOptions:

@@ -18,6 +18,16 @@ from dataprep.records import Record
 from dataprep.stage import Rejected
 
 IGNORE_INDEX = -100
+# the columns of a causal-LM split (a consumer's layout derives from them: dataprep.emit)
+CAUSAL_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("input_ids", pa.list_(pa.int32())),
+        ("attention_mask", pa.list_(pa.int8())),
+        ("labels", pa.list_(pa.int32())),
+        ("length", pa.int32()),
+    ]
+)
 
 
 @dataclass

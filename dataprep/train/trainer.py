@@ -7,8 +7,8 @@ number of supervised tokens across accumulated micro-batches, length-grouped sam
 checkpointing, peft models, reporting integrations, and DDP/FSDP under ``torchrun`` or ``accelerate launch``
 (``Trainer`` runs on ``accelerate`` underneath). A home-made loop would re-implement all of it with fewer tests.
 What dataprep adds is the edges: reading the dataset exactly as tokenize wrote it, refusing a model that does
-not match its tokenizer, a collator that tells padding from EOS by length, stderr-only progress, the JSONL log
-and the loss plot.
+not match its tokenizer, a collator that tells padding from EOS by length (and keeps packed rows apart), the label
+guard on the first batches, stderr-only progress, the JSONL log and the loss plot.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from dataprep.io import AtomicFile
 from dataprep.train.callbacks import JsonlLog, StderrProgress, write_log
 from dataprep.train.collate import PadCollator
 from dataprep.train.data import TokenizedData, load_tokenized
+from dataprep.train.guard import LabelGuard
 from dataprep.train.metrics import compute_classification_metrics, perplexity
 from dataprep.train.model import TINY, apply_lora, build_model
 from dataprep.train.packed import packed_collator
@@ -224,6 +225,13 @@ def training_arguments(opts: TrainOptions, data: TokenizedData, bf16: bool, repo
     )
 
 
+def guard_callbacks(data: TokenizedData, quiet: bool) -> list[Any]:
+    """The label guard on the train split of a causal dataset: dataprep train checks itself like any trainer."""
+    if data.task != "causal":
+        return []
+    return [LabelGuard.from_folder(data.path, "train").callback(verbose=not quiet)]
+
+
 def _find_checkpoint(opts: TrainOptions) -> str | None:
     out = Path(opts.output)
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
@@ -312,7 +320,7 @@ def _train(opts: TrainOptions, callbacks: list[Any]) -> TrainResult:
         data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=compute_classification_metrics if data.task == "classification" else None,
-        callbacks=[JsonlLog(out / "train_log.jsonl"), *callbacks],
+        callbacks=[JsonlLog(out / "train_log.jsonl"), *guard_callbacks(data, opts.quiet), *callbacks],
     )
     trainer.add_perplexity = data.task == "causal"
     trainer.remove_callback(PrinterCallback)
