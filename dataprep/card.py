@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from dataprep.manifest import Manifest
+from dataprep.manifest import CARD, Manifest
 
 
 def dataset_card(manifest: Manifest) -> str:
@@ -74,3 +75,20 @@ def packing_lines(packing: dict) -> list[str]:
         lines.append(f"| {name} | {s['rows_in']:,} | {s['rows_packed']:,} | {s['rejected']:,} | {s['packs']:,} | "
                      f"{100 * s['efficiency']:.1f}% |")
     return lines
+
+
+def write_card(folder: Path, manifest: Manifest, outdir: str) -> None:
+    """The card (facts, then how to train on the folder in each consumer) and a consumer's ready config file.
+
+    The card names the folder ``path/to/this/folder``, not where it was written, so the same inputs give the same
+    bytes wherever the folder goes; a config file (``llamafactory.yaml``) holds the real path, as it must.
+    """
+    from dataprep import consumers
+
+    facts = manifest.to_dict()
+    card = dataset_card(manifest)
+    if manifest.task == "causal":
+        card += "\n" + consumers.card_section(facts)
+        for name, text in consumers.config_files(manifest.emit_for, facts, outdir).items():
+            (folder / name).write_text(text, encoding="utf-8")
+    (folder / CARD).write_text(card, encoding="utf-8")

@@ -37,6 +37,7 @@ class SplitStats:
     tokens: int = 0
     supervised_tokens: int | None = 0
     truncated: int = 0
+    longest: int = 0  # the longest row in tokens: trainers that cut rows again are warned against it (the card)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Manifest:
     self_check: dict[str, Any] | None = None
     mixture: dict[str, Any] | None = None
     packing: dict[str, Any] | None = None
+    emit_for: str = "dataprep"  # the consumer layout of the splits (dataprep.emit)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -121,6 +123,7 @@ class Manifest:
             self_check=data.get("self_check"),
             mixture=data.get("mixture"),
             packing=data.get("packing"),
+            emit_for=str(data.get("emit_for", "dataprep")),
         )
 
     @property

@@ -127,35 +127,22 @@ class OutputDir(Staging):
         return split_order(list(self._writers))
 
     def finish_splits(self, key: str, rewrite: Any = None) -> None:
-        """Close the split files and save them as a DatasetDict (memory-mapped, so RAM stays flat).
+        """Close the split files and put them in place as a DatasetDict that datasets 3.x to 5.x load.
 
         ``rewrite(split_path) -> path`` may replace a split file first (classification maps label names to ids).
-        The fingerprint comes from the cache key, so two runs write byte-identical state files.
+        The files are moved, not copied (:func:`dataprep.emit.write_dataset_dict`), and the fingerprints come
+        from the cache key, so two runs write byte-identical folders.
         """
-        from datasets import Dataset, DatasetDict
-        from datasets.table import MemoryMappedTable
-        from datasets.utils.tqdm import (
-            are_progress_bars_disabled,
-            disable_progress_bars,
-            enable_progress_bars,
-        )
+        from dataprep.emit import write_dataset_dict
 
         for writer in self._writers.values():
             writer.close()
         parts = {}
         for split in self.splits:
             path = self.parts / f"{split}.arrow"
-            if rewrite is not None:
-                path = rewrite(path)
-            fingerprint = hashlib.sha256(f"{key}:{split}".encode()).hexdigest()[:16]
-            parts[split] = Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=fingerprint)
-        quiet_before = are_progress_bars_disabled()
-        disable_progress_bars()  # stderr carries our own summary, not datasets' bars
-        try:
-            DatasetDict(parts).save_to_disk(str(self.path))
-        finally:
-            if not quiet_before:
-                enable_progress_bars()
+            parts[split] = rewrite(path) if rewrite is not None else path
+        fingerprints = {split: hashlib.sha256(f"{key}:{split}".encode()).hexdigest()[:16] for split in parts}
+        write_dataset_dict(self.path, parts, fingerprints)
 
     def abort(self) -> None:
         for writer in self._writers.values():

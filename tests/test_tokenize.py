@@ -458,3 +458,30 @@ def test_help_has_examples():
     result = invoke("tokenize", "--help")
     assert result.exit_code == 0
     assert "Examples:" in result.stdout and "--mask-history" in result.stdout
+
+
+@pytest.mark.parametrize("target, columns", [
+    ("dataprep", ["id", "input_ids", "attention_mask", "labels", "length"]),
+    ("trl", ["id", "input_ids", "attention_mask", "labels", "assistant_masks", "completion_mask", "length"]),
+    ("llamafactory", ["input_ids", "attention_mask", "labels"]),
+])
+def test_emit_for_writes_each_consumers_columns(tmp_path, target, columns):
+    import datasets
+
+    from dataprep.emit import read_ids
+
+    out = tmp_path / target
+    result = run_cli(CANONICAL, "-o", out, "--tokenizer", TINY_BPE, "--emit-for", target)
+    assert result.exit_code == 0, result.stderr
+    train = datasets.load_from_disk(str(out))["train"]
+    assert train.column_names == columns
+    manifest = json.loads((out / "dataprep.json").read_text())
+    assert manifest["emit_for"] == target
+    assert manifest["splits"]["train"]["longest"] == max(len(ids) for ids in train["input_ids"])
+    if target == "trl":
+        assert all(m == [int(x != IGNORE_INDEX) for x in labels]
+                   for m, labels in zip(train["assistant_masks"], train["labels"], strict=True))
+    if target == "llamafactory":
+        assert len(read_ids(out, "train")) == train.num_rows
+        assert f"tokenized_path: {out.resolve()}" in (out / "llamafactory.yaml").read_text()
+    assert "## How to train on it" in (out / "README.md").read_text()

@@ -36,6 +36,11 @@ from dataprep.io import INPUT_FORMATS
 @click.option("--encoder", type=click.Choice(["auto", "hf", "fast"]), default="auto", show_default=True,
               help="auto: the fast encoder (dataprep[fast]) once it has matched the reference on this run's text, "
                    "else HF tokenizers; hf: the reference only; fast: require the fast one. Ids are the same.")
+@click.option("--emit-for", type=click.Choice(["dataprep", "trl", "llamafactory", "axolotl", "plain"]),
+              default="dataprep", show_default=True,
+              help="The columns a consumer trains on correctly: dataprep (ids, labels, length: Trainer, TRL >= 1.7, "
+                   "plain torch, dataprep train), trl (+ assistant_masks/completion_mask for TRL 0.20-1.6), "
+                   "llamafactory / axolotl (their three columns, ids beside, a ready config), plain.")
 @click.option("--task", type=click.Choice(["causal", "classification"]), default="causal", show_default=True,
               help="Causal-LM SFT rows (chat template, masked labels) or sequence(-pair) classification rows.")
 @click.option("--text", "text_field", metavar="FIELD", help="classification: the text field.")
@@ -55,7 +60,7 @@ from dataprep.io import INPUT_FORMATS
 def command(
     inputs: tuple[str, ...], outdir: str, tokenizer: str, template: str | None, max_length: int | None,
     mask_history: bool, train_on_prompt: bool, truncation: str, special_tokens: str, reasoning: str,
-    inserted: str, encoder: str, task: str, text_field: str | None,
+    inserted: str, encoder: str, emit_for: str, task: str, text_field: str | None,
     pair_field: str | None, label_field: str | None, trust_remote_code: bool, force: bool, batch_size: int,
     input_format: str | None, rejects: str | None, on_error: str, quiet: bool,
 ) -> None:
@@ -92,7 +97,8 @@ def command(
     class_only = {"--text": text_field, "--text-pair": pair_field, "--label": label_field}
     job = TokenizeJob(inputs=list(inputs), outdir=outdir, tokenizer=tokenizer, task=task, template=template,
                       trust_remote_code=trust_remote_code, force=force, batch_size=batch_size,
-                      input_format=input_format, rejects=rejects, on_error=on_error)
+                      input_format=input_format, rejects=rejects, on_error=on_error,
+                      emit_for=emit_for)
     if task == "classification":
         from dataprep.tokenize import ClassifyOptions
 

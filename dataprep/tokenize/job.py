@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dataprep import emit
 from dataprep import manifest as mf
 from dataprep.errors import UsageProblem
 from dataprep.io import Batch, read_batches
@@ -48,6 +49,7 @@ class TokenizeJob:
     input_format: str | None = None
     rejects: str | None = None
     on_error: str = "fail"
+    emit_for: str = "dataprep"  # the consumer layout of the splits (dataprep.emit)
 
 
 @dataclass
@@ -133,9 +135,10 @@ class DatasetSink:
     staging folder, and swaps it in; ``close(ok=False)`` leaves no trace.
     """
 
-    def __init__(self, out: OutputDir, encoder: Encoder) -> None:
+    def __init__(self, out: OutputDir, encoder: Encoder, emit_for: str = emit.DEFAULT_TARGET) -> None:
         self.out = out
         self.encoder = encoder
+        self.emit_for = emit_for
         self.splits: dict[str, SplitStats] = {}
         self.finalize: Any = None
 
@@ -146,8 +149,16 @@ class DatasetSink:
         for name in sorted(set(tokens.splits)):
             rows = np.flatnonzero(splits == name)
             part = tokens if len(rows) == len(tokens) else tokens.select(rows)
-            self.out.write(name, part.to_arrow(self.encoder.schema))
+            batch = part.to_arrow(self.encoder.schema)
+            self.out.write(name, emit.columns_for(self.emit_for, batch) if self.encoder.task == "causal" else batch)
+            ids = emit.ids_beside(self.emit_for, batch)
+            if ids is not None:
+                folder = self.out.path / emit.IDS_DIR
+                folder.mkdir(exist_ok=True)
+                with open(folder / f"{name}.jsonl", "a", encoding="utf-8") as side:
+                    side.write(emit.ids_lines(ids))
             s = self.splits.setdefault(name, SplitStats())
+            s.longest = max(s.longest, int(part.lengths.max()) if len(part) else 0)
             s.rows += len(part)
             s.truncated += int(part.truncated.sum())
             s.tokens += int(part.lengths.sum())
@@ -189,14 +200,17 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         raise UsageProblem("stdin ('-') can be given only once")
     check_paths([path for _, path in parsed], None, job.rejects, replaced_folders=[job.outdir])
     check_replaceable_folder(job.outdir, mf.MANIFEST)
+    emit.check_task(job.emit_for, job.task)
     tokenizer = open_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
     encoder, template_facts = _encoder_for(job, tokenizer)
-    out = OutputDir(job.outdir, encoder.schema)
+    schema = emit.schema_for(job.emit_for, encoder.schema) if job.task == "causal" else encoder.schema
+    out = OutputDir(job.outdir, schema)
     report = StageReport("tokenize", job.rejects)
     try:
         inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
         tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
-        parts = mf.key_parts(task=job.task, options=encoder.options(), inputs=inputs, tokenizer_sha256=tok_sha,
+        options = {**encoder.options(), "emit_for": job.emit_for}
+        parts = mf.key_parts(task=job.task, options=options, inputs=inputs, tokenizer_sha256=tok_sha,
                              template=template_facts)
         key = mf.cache_key(parts)
         old = mf.read_manifest(job.outdir)
@@ -215,13 +229,13 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         task=job.task,
         tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tok_sha,
                                     **{k: v for k, v in facts.items() if k in mf.TokenizerFacts.__dataclass_fields__}),
-        splits={}, key=key, options=encoder.options(), template=template_facts,
-        inputs=[f.fact() for f in inputs],
+        splits={}, key=key, options=options, template=template_facts,
+        inputs=[f.fact() for f in inputs], emit_for=job.emit_for,
     )
-    sink = DatasetSink(out, encoder)
+    sink = DatasetSink(out, encoder, job.emit_for)
 
     def finalize(sink: DatasetSink) -> None:
-        from dataprep.card import dataset_card
+        from dataprep.card import write_card
 
         out.finish_splits(key, encoder.rewrite_split)
         save_tokenizer(tokenizer, out.staging / mf.TOKENIZER_DIR)
@@ -241,7 +255,7 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
             manifest.labels = {"field": job.classify.label, "names": list(names),
                                "ids": {name: i for i, name in enumerate(names)}}
         mf.write_manifest(out.staging, manifest)
-        (out.staging / mf.CARD).write_text(dataset_card(manifest), encoding="utf-8")
+        write_card(out.staging, manifest, job.outdir)
 
     sink.finalize = finalize
     stage = TokenizeStage(encoder)
