@@ -352,6 +352,55 @@ class Skeleton:
         return "".join(parts)
 
 
+@dataclass(frozen=True)
+class Filled:
+    """A row as its shape's skeleton fills it: ``key`` names the shape, ``data`` are the row's strings."""
+
+    key: Any
+    skeleton: Skeleton
+    data: list[str]
+
+    def bounds(self) -> list[int]:
+        """Where each piece and slot starts in the text, in order (piece 0, slot 0, piece 1, ...), then the end."""
+        at, out = 0, []
+        pieces, slots = self.skeleton.pieces, self.skeleton.slots
+        for i, piece in enumerate(pieces):
+            out.append(at)
+            at += len(piece)
+            if i < len(slots):
+                out.append(at)
+                at += len(self.data[slots[i]])
+        out.append(at)
+        return out
+
+
+class Anchors:
+    """Character positions in a shape's text tied to its template pieces, so the positions found once, in one row
+    of the shape, are computed for every other row by arithmetic: position = where piece i starts + offset.
+
+    A position inside a data slot is not tied to the template; a shape with one is not anchored (None)."""
+
+    def __init__(self, at: list[tuple[int, int]]) -> None:
+        self.at = at
+
+    @classmethod
+    def of(cls, filled: Filled, positions: Sequence[int]) -> Anchors | None:
+        bounds = filled.bounds()
+        at = []
+        for pos in positions:
+            k = 0
+            while k + 1 < len(bounds) and bounds[k + 1] <= pos and not (k % 2 == 0 and bounds[k + 1] == pos):
+                k += 1
+            if k % 2:  # inside a slot (k odd): its place depends on the data
+                return None
+            at.append((k // 2, pos - bounds[k]))
+        return cls(at)
+
+    def place(self, filled: Filled) -> list[int]:
+        bounds = filled.bounds()
+        return [bounds[2 * piece] + offset for piece, offset in self.at]
+
+
 def _split(text: str, trims: bool) -> Skeleton | None:
     pieces: list[str] = []
     slots: list[int] = []
@@ -392,6 +441,12 @@ class Skeletons:
 
     def text(self, messages: list[dict[str, Any]], tools: Any, add_generation_prompt: bool = False) -> str | None:
         """The row's rendered text, or None when it must be rendered by Jinja."""
+        found = self.layout(messages, tools, add_generation_prompt)
+        return None if found is None else found.skeleton.fill(found.data)
+
+    def layout(self, messages: list[dict[str, Any]], tools: Any,
+               add_generation_prompt: bool = False) -> Filled | None:
+        """The row's skeleton and data (its text is ``skeleton.fill(data)``), or None when Jinja must render it."""
         if self.reason is not None:
             return None
         shape, data = shape_and_data(messages, tools)
@@ -400,15 +455,12 @@ class Skeletons:
         if skeleton is False:
             skeleton = self._build(messages, tools, add_generation_prompt)
             self._cache[key] = skeleton
-        if skeleton is None:
-            self.rendered += 1
-            return None
-        if any(c in s for s in data for c in PLACEHOLDER_CHARS) or (
+        if skeleton is None or any(c in s for s in data for c in PLACEHOLDER_CHARS) or (
                 skeleton.trims and any(s != s.strip() for s in data)):
             self.rendered += 1
             return None
         self.filled += 1
-        return skeleton.fill(data)
+        return Filled(key, skeleton, data)
 
     def _build(self, messages: list[dict[str, Any]], tools: Any, add_generation_prompt: bool) -> Skeleton | None:
         data: list[str] = []

@@ -69,7 +69,7 @@ from dataprep import records
 from dataprep.errors import UsageProblem
 from dataprep.records import Message, Record, RecordError
 from dataprep.sandbox import DEFAULT_CHARS, DEFAULT_STEPS, BoundedEnvironment, Budget, BudgetExceeded, bounded
-from dataprep.skeleton import Skeletons, analyse, tracking_environment
+from dataprep.skeleton import Anchors, Filled, Skeletons, analyse, tracking_environment
 
 BUILTIN_TEMPLATES = ("alpaca", "default", "chatml", "llama3", "mistral-v0.1", "plain")
 SPECIAL_TOKEN_VARIABLES = (
@@ -307,6 +307,41 @@ def _error_detail(exc: Exception) -> str:
     return text if isinstance(exc, jinja2.exceptions.TemplateError) else f"{type(exc).__name__}: {text}"
 
 
+_UNSEEN = object()
+
+
+@dataclass(frozen=True)
+class _ShapePlaces:
+    """Where one conversation shape's spans and inserted text lie, tied to the template's own text (the skeleton's
+    pieces), so every row of the shape gets them by arithmetic instead of a tagged render and a search.
+
+    Taken from the first row of the shape, located the long way. That is exact because the template only places
+    the words (the skeleton's proof) and these rows have no whitespace around their strings, so nothing the
+    locator looks at between the strings depends on the row. A shape whose spans start or end inside a string
+    is not anchored (None): its rows are located one by one.
+    """
+
+    spans: Anchors
+    inserted: Anchors
+    turn_of_span: tuple[int, ...]
+
+    @classmethod
+    def of(cls, filled: Filled, rendered: Rendered) -> _ShapePlaces | None:
+        spans = Anchors.of(filled, [p for span in rendered.spans for p in span])
+        inserted = Anchors.of(filled, [p for span in rendered.inserted for p in span])
+        if spans is None or inserted is None or rendered.unlocated:
+            return None
+        return cls(spans, inserted, rendered.turn_of_span)
+
+    def apply(self, filled: Filled) -> Rendered:
+        text = filled.skeleton.fill(filled.data)
+        bounds = filled.bounds()
+        data = tuple((bounds[k], bounds[k + 1]) for k in range(1, len(bounds) - 1, 2) if bounds[k] < bounds[k + 1])
+        spans, inserted = self.spans.place(filled), self.inserted.place(filled)
+        return Rendered(text, tuple(zip(spans[::2], spans[1::2], strict=True)), self.turn_of_span,
+                        tuple(zip(inserted[::2], inserted[1::2], strict=True)), data)
+
+
 class ChatTemplate:
     """One chat template with the special-token values it renders with.
 
@@ -326,6 +361,7 @@ class ChatTemplate:
         self._split_input = split_input
         self.max_steps, self.max_chars = max_steps, max_chars
         self._skeletons = self._build_skeletons()
+        self._places: dict[Any, _ShapePlaces | None] = {}
         # A template that knows reasoning_content gets it as a field; any other sees reasoning as a <think> block
         # at the start of the reply, which is how such templates (QwQ, DeepSeek-R1) read and strip it.
         self.reads_reasoning = "reasoning_content" in source
@@ -466,7 +502,23 @@ class ChatTemplate:
         assistant_at = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
         if not assistant_at:
             raise RecordError("no_assistant_turn", "the record has no assistant turn to supervise")
-        text = self._text(self._as_seen(messages), tools)
+        seen = self._as_seen(messages)
+        filled = self._skeletons.layout(seen, tools)
+        if filled is None or any(d != d.strip() for d in filled.data):
+            return self._locate(messages, tools, assistant_at, turns, self._text(seen, tools))
+        key = (filled.key, turns)
+        places = self._places.get(key, _UNSEEN)
+        if places is _UNSEEN:  # the first row of this shape is located the long way; the others by arithmetic
+            rendered = self._locate(messages, tools, assistant_at, turns, filled.skeleton.fill(filled.data))
+            self._places[key] = _ShapePlaces.of(filled, rendered)
+            return rendered
+        if places is None:
+            return self._locate(messages, tools, assistant_at, turns, filled.skeleton.fill(filled.data))
+        return places.apply(filled)
+
+    def _locate(self, messages: list[Message], tools: Any, assistant_at: list[int], turns: Turns,
+                text: str) -> Rendered:
+        """Find the row's parts in its text ``text`` with the tagged render (see the module docstring)."""
         alphabet = _alphabet_for(text)
         if self._shape is None:
             raise RecordError("template_shape_unknown", self._shape_problem)

@@ -680,3 +680,44 @@ def test_template_budget_rejects_rows_and_refuses_at_load(tmp_path: Path) -> Non
     with pytest.raises(RecordError) as info:
         template.render(records.make_record(prompt="boom", response="a"))
     assert info.value.reason == "template_budget"
+
+
+def _without_skeletons(template: ChatTemplate) -> ChatTemplate:
+    slow = ChatTemplate(template.name, template.source, template.variables)
+    slow._skeletons.reason = "switched off for the comparison"
+    return slow
+
+
+@pytest.mark.parametrize("spec", ["tokenizer", "chatml", "default", "plain"])
+def test_rows_placed_by_shape_equal_rows_located_one_by_one(shared_data: Path, qwen: Any, gpt2: Any,
+                                                             spec: str) -> None:
+    """The first row of a shape is located with the tagged render; the rest get its places by arithmetic. Both
+    ways give the same text, spans, inserted text and data ranges, on real multi-turn and tool-call data."""
+    tokenizer = qwen if spec in ("tokenizer", "chatml") else gpt2
+    fast = load_template(spec, tokenizer)
+    slow = _without_skeletons(fast)
+    lima = alpaca_records(json.loads((shared_data / "llamafactory" / "lima.json").read_text(encoding="utf-8")))
+    rows = lima[:300] + [r for r in lima if r["history"]]
+    if spec == "tokenizer":
+        glaive, _ = sharegpt_records(json.loads(
+            (shared_data / "llamafactory" / "glaive_toolcall_en_demo.json").read_text(encoding="utf-8")))
+        rows += glaive[:100]
+    compared = 0
+    for record in rows:
+        try:
+            expected = slow.render(record)
+        except RecordError:
+            continue
+        got = fast.render(record)
+        assert (got.text, got.spans, got.turn_of_span, got.inserted, got.data) == (
+            expected.text, expected.spans, expected.turn_of_span, expected.inserted, expected.data), record["id"]
+        compared += 1
+    assert compared > 300 and fast._skeletons.filled > 300
+
+
+def test_qwen3_rows_are_located_one_by_one(shared_data: Path) -> None:
+    """A template that reads the words (Qwen3) never uses shape places: each row is rendered and located."""
+    template = load_template(None, _auto(SHARED_DATA / "tokenizers" / "qwen3"))
+    assert template._skeletons.reason is not None
+    template.render(records.make_record(prompt="p", response="r"))
+    assert template._places == {}
