@@ -110,3 +110,48 @@ def test_tokenize_on_error_reject_keeps_going(tmp_path):
                   "--rejects", rejects)
     assert kept.exit_code == 0 and "2 in, 1 out, 1 rejected (malformed_json: 1)" in kept.stderr
     assert json.loads(rejects.read_text())["location"] == f"{source}:2"
+
+
+# Replays of the reliability report (2026-11-30, sections c12, c13, c15, c19d, c21): rows that are not canonical
+# reached filter, split and tokenize, which crashed ("internal error") or invented turns. Each is now a reject.
+GOOD = {"id": "g", "prefix": "", "prompt": "Say hi please.", "query": "", "response": "Hi there, friend.",
+        "history": []}
+BAD_ROWS = [
+    ({**GOOD, "id": "n1", "response": 42}, "wrong_type"),
+    ({**GOOD, "id": "n2", "prompt": 3.5}, "wrong_type"),
+    ({**GOOD, "id": "u1", "response": None}, "null_field"),
+    ({**GOOD, "id": "u5", "history": [[None, "a"]]}, "bad_history"),
+    ({**GOOD, "id": "m1", "history": [["a", "b"], 5, "x"]}, "bad_history"),
+    ({**GOOD, "id": "m2", "history": "ab"}, "bad_history"),
+    ({**GOOD, "id": "c19d", "history": "[]"}, "bad_history"),
+    ({**GOOD, "id": "m3", "history": [["u", "a"]], "roles": [1, "user", None, {}]}, "bad_roles"),
+    ({**GOOD, "id": "m4", "prompt": ["p", 1], "response": {"a": 1}}, "wrong_type"),
+    ({**GOOD, "id": "q1", "prompt": {"a": 1}}, "wrong_type"),
+]
+
+
+@pytest.mark.parametrize("stage, args", [
+    ("filter", []),
+    ("split", ["--val-size", "1"]),
+    ("render", ["--template", "chatml"]),
+    ("tokenize", ["--tokenizer", str(TINY_BPE), "-o", "{tmp}/ds"]),
+])
+def test_non_canonical_rows_are_rejected_with_reasons_never_crash_or_invent(tmp_path, stage, args):
+    rows = [GOOD] + [row for row, _ in BAD_ROWS] + [{**GOOD, "id": "g2"}]
+    source = write_lines(tmp_path / "in.jsonl", rows)
+    rejects = tmp_path / "rejects.jsonl"
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    output = [] if stage == "tokenize" else ["-o", str(tmp_path / "out.jsonl")]
+    result = invoke(stage, source, *extra, *output, "--rejects", rejects)
+    assert result.exit_code == 0, result.stderr
+    found = {r["id"]: r["reason"] for r in map(json.loads, rejects.read_text().splitlines())}
+    assert found == {row["id"]: reason for row, reason in BAD_ROWS}
+    assert f"{len(rows)} in, 2 out, {len(BAD_ROWS)} rejected" in result.stderr
+
+
+@pytest.mark.parametrize("stage, args", [("filter", []), ("split", ["--val-size", "0.1"]),
+                                         ("render", ["--template", "chatml"])])
+def test_raw_alpaca_stops_at_once_instead_of_rejecting_every_row(stage, args):
+    result = invoke(stage, FIXTURES / "data" / "alpaca.json", *args)
+    assert result.exit_code == 2
+    assert "not canonical records: run `dataprep normalize` first" in result.stderr
