@@ -59,6 +59,9 @@ def test_reject_mode_keeps_the_run_going(tmp_path: Path, stage: str, options: li
     for name, (path, rows, reason) in replay_inputs(tmp_path).items():
         out, rejects = tmp_path / f"{name}.out.jsonl", tmp_path / f"{name}.rej.jsonl"
         result = invoke(stage, path, *options, "-o", out, "--on-error", "reject", "--rejects", rejects)
+        if path.suffix in (".csv", ".tsv") and stage != "normalize":  # no history column: not canonical records
+            assert result.exit_code == 2 and "run `dataprep normalize` first" in result.stderr, (name, result.stderr)
+            continue
         assert result.exit_code == 0, (name, result.stderr)
         summary = result.stderr.strip().splitlines()[-1]
         assert summary.startswith(f"{stage}: {rows} in, {rows - 1} out, 1 rejected ({reason}: 1)"), (name, summary)
