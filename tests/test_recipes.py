@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REPO, SHARED_DATA
 
+pytestmark = pytest.mark.slow
 RECIPES = sorted((REPO / "recipes").glob("*.sh"))
 
 
