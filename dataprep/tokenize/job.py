@@ -177,14 +177,14 @@ def _batches(inputs: list[InputFile], job: TokenizeJob, report: StageReport) -> 
 
 def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResult:
     """Tokenize ``job.inputs`` into the DatasetDict folder ``job.outdir``; skip the work when it is up to date."""
-    from dataprep.tokenizer_io import load_tokenizer, tokenizer_facts, tokenizer_files_sha256
+    from dataprep.tokenizer_io import load_tokenizer, tokenizer_files_sha256
 
     parsed = [parse_input(a) for a in job.inputs]
     if sum(1 for _, p in parsed if p == "-") > 1:
         raise UsageProblem("stdin ('-') can be given only once")
     mf.check_target(job.outdir)
     tokenizer = load_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
-    encoder, template_facts = _encoder_for(job, tokenizer)
+    encoder, template_facts = encoder_for(job, tokenizer)
     out = OutputDir(job.outdir, encoder.schema)
     report = StageReport("tokenize", job.rejects)
     try:
@@ -204,36 +204,10 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         out.abort()
         report.close(ok=False)
         raise
-    facts = tokenizer_facts(tokenizer)
-    manifest = Manifest(
-        task=job.task,
-        tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tok_sha, **facts),
-        splits={}, key=key, options=encoder.options(), template=template_facts,
-        inputs=[f.fact() for f in inputs],
-    )
+    manifest = dataset_manifest(job, tokenizer, encoder, key=key, tokenizer_sha256=tok_sha,
+                                template_facts=template_facts, inputs=[f.fact() for f in inputs])
     sink = DatasetSink(out, encoder)
-
-    def finalize(sink: DatasetSink) -> None:
-        from dataprep.card import dataset_card
-
-        out.finish_splits(key, encoder.rewrite_split)
-        tokenizer.save_pretrained(str(out.staging / mf.TOKENIZER_DIR))
-        manifest.splits = {s: sink.splits[s] for s in out.splits}
-        manifest.rejected = dict(sorted(report.reasons.items()))
-        stats = list(manifest.splits.values())
-        supervised = None if any(s.supervised_tokens is None for s in stats) else sum(
-            s.supervised_tokens or 0 for s in stats)
-        manifest.totals = Totals(rows_in=report.rows_in, rows_out=report.rows_out, rejected=report.rejected,
-                                 truncated=sum(s.truncated for s in stats), tokens=sum(s.tokens for s in stats),
-                                 supervised_tokens=supervised)
-        names = encoder.label_names
-        if names is not None:
-            manifest.labels = {"field": job.classify.label, "names": list(names),
-                               "ids": {name: i for i, name in enumerate(names)}}
-        mf.write_manifest(out.staging, manifest)
-        (out.staging / mf.CARD).write_text(dataset_card(manifest), encoding="utf-8")
-
-    sink.finalize = finalize
+    sink.finalize = lambda sink: finish_dataset(sink, manifest, tokenizer, report, job)
     stage = TokenizeStage(encoder)
     started = time.perf_counter()
     try:
@@ -244,7 +218,50 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     return TokenizeResult(False, manifest, _summary(report, manifest, elapsed), report)
 
 
-def _encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, Any] | None]:
+def dataset_manifest(job: TokenizeJob, tokenizer: Any, encoder: Encoder, *, key: str,
+                     tokenizer_sha256: dict[str, str], template_facts: dict[str, Any] | None,
+                     inputs: list[dict[str, Any]]) -> Manifest:
+    """The manifest of a dataset folder before its rows are written (``finish_dataset`` adds the counts)."""
+    from dataprep.tokenizer_io import tokenizer_facts
+
+    facts = tokenizer_facts(tokenizer)
+    return Manifest(
+        task=job.task,
+        tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tokenizer_sha256, **facts),
+        splits={}, key=key, options=encoder.options(), template=template_facts, inputs=inputs,
+    )
+
+
+def finish_dataset(sink: DatasetSink, manifest: Manifest, tokenizer: Any, report: StageReport,
+                   job: TokenizeJob) -> None:
+    """Complete a dataset folder in its staging place: the DatasetDict, the tokenizer, the manifest, the card.
+
+    ``report`` counts the tokenize stage's rows; the split counts come from what ``sink`` wrote. ``dataprep run``
+    writes its folders through here too, so both commands make the same folder from the same rows.
+    """
+    from dataprep.card import dataset_card
+
+    out, encoder = sink.out, sink.encoder
+    out.finish_splits(manifest.key, encoder.rewrite_split)
+    tokenizer.save_pretrained(str(out.staging / mf.TOKENIZER_DIR))
+    manifest.splits = {s: sink.splits[s] for s in out.splits}
+    manifest.rejected = dict(sorted(report.reasons.items()))
+    stats = list(manifest.splits.values())
+    supervised = None if any(s.supervised_tokens is None for s in stats) else sum(
+        s.supervised_tokens or 0 for s in stats)
+    manifest.totals = Totals(rows_in=report.rows_in, rows_out=report.rows_out, rejected=report.rejected,
+                             truncated=sum(s.truncated for s in stats), tokens=sum(s.tokens for s in stats),
+                             supervised_tokens=supervised)
+    names = encoder.label_names
+    if names is not None:
+        manifest.labels = {"field": job.classify.label, "names": list(names),
+                           "ids": {name: i for i, name in enumerate(names)}}
+    mf.write_manifest(out.staging, manifest)
+    (out.staging / mf.CARD).write_text(dataset_card(manifest), encoding="utf-8")
+
+
+def encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, Any] | None]:
+    """The job's encoder and the facts of its template (None for classification)."""
     import hashlib
 
     if job.task == "classification":
