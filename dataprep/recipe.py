@@ -282,11 +282,6 @@ class Recipe(BaseModel):
     def stages(self) -> list[str]:
         return [s for s in STAGES if getattr(self, "validate_" if s == "validate" else s) is not None]
 
-    def resolved(self) -> dict[str, Any]:
-        """The recipe with every default filled in, as YAML writes it (``--dry-run``)."""
-        data = self.model_dump(mode="json", by_alias=True)
-        return {k: v for k, v in data.items() if v is not None or k not in STAGES}
-
 
 # -- loading -----------------------------------------------------------------------------------------------------
 
@@ -298,6 +293,21 @@ class LoadedRecipe:
     source: str
     names: list[str]
     entries: list[Any]  # dataprep.formats.dataset_info.DatasetEntry or None, per input
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe as it will run, every default filled in (``--dry-run``): stages that do not run, an input's
+        unset alternatives and the options of the other tokenize task are left out."""
+        data = self.recipe.model_dump(mode="json", by_alias=True)
+        data = {k: v for k, v in data.items() if v is not None or k not in STAGES}
+        for spec, name in zip(data["inputs"], self.names, strict=True):
+            spec["name"] = name
+            for k in [k for k, v in spec.items() if v is None]:
+                del spec[k]
+        tokenize = data.get("tokenize")
+        if tokenize is not None:
+            for k in [k for k in tokenize if k in TASK_FIELDS and tokenize["task"] not in TASK_FIELDS[k]]:
+                del tokenize[k]
+        return data
 
 
 def load_recipe(path: str, overrides: Sequence[str] = ()) -> LoadedRecipe:
@@ -583,6 +593,9 @@ def _semantics(loaded: LoadedRecipe, lines: _Lines) -> list[str]:
             problem(("normalize", "to"), "tokenize reads canonical records; export formats are for record output")
         if recipe.output.endswith(RECORD_SUFFIXES):
             problem(("output",), "with tokenize the output is a dataset folder, not a file")
-    elif not recipe.output.endswith(RECORD_SUFFIXES):
-        problem(("output",), f"without tokenize the output is a records file ({', '.join(RECORD_SUFFIXES)})")
+    else:
+        if not recipe.output.endswith(RECORD_SUFFIXES):
+            problem(("output",), f"without tokenize the output is a records file ({', '.join(RECORD_SUFFIXES)})")
+        if not any(getattr(recipe, s) is not None for s in ("normalize", "filter", "split")):
+            problem(("output",), "nothing to write: add a stage (normalize, filter, split or tokenize)")
     return problems

@@ -21,6 +21,7 @@ COMMANDS = {
     "render": ("dataprep.cli.render_cmd", "Show the rendered text of each record with supervised spans."),
     "tokenize": ("dataprep.cli.tokenize_cmd", "Write a token-exact Arrow DatasetDict with label masks."),
     "inspect": ("dataprep.cli.inspect_cmd", "Show tokenized rows with the supervised tokens highlighted."),
+    "run": ("dataprep.cli.run_cmd", "Run a YAML recipe's stages in one process, mixed and cached."),
     "train": ("dataprep.cli.train_cmd", "Fine-tune a model on a tokenized dataset (needs dataprep[train])."),
 }
 
