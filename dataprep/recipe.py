@@ -69,9 +69,16 @@ class RecipeError(UsageProblem):
     """A recipe that cannot run; the message holds one line per problem (exit status 2)."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
+        problems = sorted(problems, key=lambda text: _line_of(source, text))
         noun = "problem" if len(problems) == 1 else "problems"
         super().__init__(f"{source}: {len(problems)} {noun} in the recipe\n" + "\n".join(problems))
         self.problems = problems
+
+
+def _line_of(source: str, problem: str) -> tuple[int, int]:
+    """Sort key: problems in file order, then those of overrides."""
+    head = problem[len(source) + 1:].split(":", 1)[0] if problem.startswith(source + ":") else ""
+    return (0, int(head)) if head.isdigit() else (1, 0)
 
 
 # -- stage sections, derived from the option dataclasses --------------------------------------------------------
