@@ -17,7 +17,9 @@ invalidated in place, and old entries are simply left behind (delete the folder 
 
 Rows are stored as the JSON the pipe would carry, compressed with zstd (pyarrow's codec: fast, and JSONL of SFT
 records shrinks about 3.5x). Reading them back gives records equal to the ones written, so a later stage computes
-the same bytes from a cached input as from a fresh one.
+the same bytes from a cached input as from a fresh one. A stage that passes rows on unchanged (filter) does not
+store them again: a kept row is the line ``=N``, row N of the entry it read from (``meta.json`` names it), which
+makes its entry nearly free to write; reading it reads that entry alongside.
 """
 
 from __future__ import annotations
@@ -61,7 +63,17 @@ class Cache:
         return self.root / stage / digest
 
     def has(self, stage: str, digest: str) -> bool:
-        return (self.path(stage, digest) / META).is_file()
+        """An entry is there, and so is the entry its rows refer to, if any."""
+        if not (self.path(stage, digest) / META).is_file():
+            return False
+        upstream = self.meta(stage, digest).get("rows_from")
+        return upstream is None or self.has(*upstream)
+
+    def read_rows(self, stage: str, digest: str, name: str = ROWS, split: str | None = None) -> Iterator[Batch]:
+        """The rows an entry holds, as batches that know where each row came from."""
+        upstream = self.meta(stage, digest).get("rows_from")
+        rows = self.read_rows(*upstream) if upstream else None
+        return read_records(self.path(stage, digest) / name, split=split, upstream=rows)
 
     def meta(self, stage: str, digest: str) -> dict[str, Any]:
         return json.loads((self.path(stage, digest) / META).read_text(encoding="utf-8"))
@@ -100,18 +112,55 @@ class Entry:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class RecordsFile:
-    """A Sink writing batches of records, with where each came from, as a cached rows file."""
+class Tracked:
+    """A stage wrapped so that the rows file of its entry can name the input rows it passes on unchanged.
 
-    def __init__(self, path: Path) -> None:
+    While a batch is processed, ``current`` maps each of its rows (by object identity: they are alive in the batch)
+    to its number in the stage's whole input, which is the order of the entry it read from.
+    """
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+        self.name = stage.name
+        self.seen = 0
+        self.current: dict[int, int] = {}
+
+    def process(self, batch: Batch) -> Any:
+        self.current = {id(r): self.seen + i for i, r in enumerate(batch.records)}
+        self.seen += len(batch)
+        return self.stage.process(batch)
+
+    def finish(self) -> Any:
+        self.current = {}
+        return self.stage.finish()
+
+    def facts(self) -> dict[str, Any]:
+        return self.stage.facts()
+
+
+class RecordsFile:
+    """A Sink writing batches of records, with where each came from, as a cached rows file; with ``tracked``, a
+    row that is an unchanged input row is written as ``=N`` (in increasing N, so reading is one pass)."""
+
+    def __init__(self, path: Path, tracked: Tracked | None = None) -> None:
         import pyarrow as pa
 
         self.path = path
         self.rows = 0
+        self.tracked = tracked
+        self._last = -1
         self._stream = pa.CompressedOutputStream(str(path), CODEC)
 
     def write(self, batch: Batch) -> None:
-        lines = [f"{dumps(batch.location(i))}\t{dumps(r)}\n" for i, r in enumerate(batch.records)]
+        known = self.tracked.current if self.tracked is not None else {}
+        lines = []
+        for i, r in enumerate(batch.records):
+            n = known.get(id(r))
+            if n is not None and n > self._last:
+                lines.append(f"={n}\n")
+                self._last = n
+            else:
+                lines.append(f"{dumps(batch.location(i))}\t{dumps(r)}\n")
         self._stream.write("".join(lines).encode("utf-8"))
         self.rows += len(batch)
 
@@ -120,20 +169,38 @@ class RecordsFile:
             self._stream.close()
 
 
-def read_records(path: Path, batch_size: int = 2048, split: str | None = None) -> Iterator[Batch]:
-    """The batches a :class:`RecordsFile` holds, each row with its original location."""
+def read_records(path: Path, batch_size: int = 2048, split: str | None = None,
+                 upstream: Iterator[Batch] | None = None) -> Iterator[Batch]:
+    """The batches a :class:`RecordsFile` holds, each row with its original location; ``=N`` lines are taken
+    from ``upstream``, the rows of the entry they refer to."""
+    import io
+
     import pyarrow as pa
 
+    ahead = _rows(upstream) if upstream is not None else None
+    position = -1
     with pa.CompressedInputStream(pa.OSFile(str(path)), CODEC) as raw:
-        import io
-
         batch = Batch("", locs=[], split=split)
         for line in io.TextIOWrapper(raw, encoding="utf-8", newline="\n"):  # type: ignore[arg-type]
-            where, _, record = line.partition("\t")
-            batch.records.append(json.loads(record))
-            batch.locs.append(json.loads(where))  # type: ignore[union-attr]
+            if line.startswith("="):
+                wanted = int(line[1:])
+                while position < wanted:
+                    where, record = next(ahead)  # type: ignore[arg-type]
+                    position += 1
+                batch.records.append(record)
+                batch.locs.append(where)  # type: ignore[union-attr]
+            else:
+                where, _, text = line.partition("\t")
+                batch.records.append(json.loads(text))
+                batch.locs.append(json.loads(where))  # type: ignore[union-attr]
             if len(batch) >= batch_size:
                 yield batch
                 batch = Batch("", locs=[], split=split)
         if batch.records:
             yield batch
+
+
+def _rows(batches: Iterator[Batch]) -> Iterator[tuple[str, Any]]:
+    for batch in batches:
+        for i, record in enumerate(batch.records):
+            yield batch.location(i), record

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from dataprep import cache as cachelib
-from dataprep.cache import Cache, Entry, RecordsFile, read_records
+from dataprep.cache import Cache, Entry, RecordsFile, Tracked, read_records
 from dataprep.errors import DataprepError
 from dataprep.io import Batch, read_batches
 from dataprep.mix import SourceMix, SourceRows, mix
@@ -46,6 +46,7 @@ from dataprep.recipe import LoadedRecipe
 from dataprep.stage import Rejected, Runner, Sink, Stage, StageReport
 
 RECORD_STAGES = ("normalize", "filter")
+PASS_THROUGH = ("filter",)  # stages that pass kept rows on unchanged (their cache names them by number)
 
 
 # -- the plan: every source's keys, and what the cache already holds ---------------------------------------------
@@ -587,8 +588,7 @@ class Execution:
         head, first_report = self.chain(source, plan.stages[last_reused + 1:], tail)
         if last_reused >= 0:
             stage = plan.stages[last_reused]
-            batches: Iterable[Batch] = read_records(plan.cache.path(stage, source.keys[stage]) / cachelib.ROWS,
-                                                    split=source.split)
+            batches: Iterable[Batch] = plan.cache.read_rows(stage, source.keys[stage], split=source.split)
         else:
             first_report = first_report or _report_of(head)
             on_bad = first_report.bad_input if first_report is not None and plan.recipe.on_error == "reject" else None
@@ -607,8 +607,17 @@ class Execution:
         for stage in reversed(stages):
             entry = self.plan.cache.new(stage, source.keys[stage])
             report = StageReport(stage, str(entry.file(cachelib.REJECTS)))
-            store = RecordsFile(entry.file(cachelib.ROWS)) if self.keep_rows(stage) else None
             obj = self.stage_object(stage, source)
+            before = self.plan.stages.index(stage) - 1
+            store = None
+            if self.keep_rows(stage):
+                if stage in PASS_THROUGH and before >= 0 and self.keep_rows(self.plan.stages[before]):
+                    # its kept rows are rows of the entry before it: named by number, not stored again
+                    obj = tracked = Tracked(obj)
+                    entry.meta["rows_from"] = [self.plan.stages[before], source.keys[self.plan.stages[before]]]
+                    store = RecordsFile(entry.file(cachelib.ROWS), tracked)
+                else:
+                    store = RecordsFile(entry.file(cachelib.ROWS))
             runner = Runner(obj, Tee(store, sink), report)
             sink = Committed(runner, entry, on_close=self._summarise_after(stage, source, runner, obj))
             first_report = report
@@ -772,9 +781,8 @@ class Execution:
         def rows_of(source: Source) -> Iterator[Batch]:
             if stage == "split":
                 path = plan.cache.path("split", plan.split_key) / f"rows-{source.index}.jsonl.zst"  # type: ignore[arg-type]
-            else:
-                path = plan.cache.path(stage, source.keys[stage]) / cachelib.ROWS
-            return read_records(path)
+                return read_records(path)
+            return plan.cache.read_rows(stage, source.keys[stage])
 
         if self.output is not None:  # streamed during the run
             self.output.close(ok=True)
