@@ -759,15 +759,23 @@ class Execution:
             ok = True
         finally:
             sink.close(ok=ok)
-        self._tokenize_facts(manifest)
+        self._tokenize_facts(tables)
         return self.finish(mixture, manifest)
 
-    def _tokenize_facts(self, manifest: Any) -> None:
+    def _tokenize_facts(self, tables: list[Any]) -> None:
+        """The tokenize line describes the stage (every distinct row once); the mix and run lines the output."""
+        import pyarrow.compute as pc
+
+        from dataprep.tokenize.layout import IGNORE_INDEX
+
         line = self.line("tokenize")
-        line.facts["truncated"] = manifest.totals.truncated
-        line.facts["tokens"] = f"{manifest.totals.tokens:,}"
-        if manifest.totals.supervised_tokens is not None and manifest.totals.tokens:
-            line.facts["supervised"] = f"{100 * manifest.totals.supervised_tokens / manifest.totals.tokens:.1f}%"
+        tokens = sum(int(pc.sum(t.column("length")).as_py() or 0) for t in tables)
+        line.facts["truncated"] = sum(int(pc.sum(t.column("truncated").cast("int64")).as_py() or 0) for t in tables)
+        line.facts["tokens"] = f"{tokens:,}"
+        if "labels" in tables[0].column_names and tokens and pa_is_list(tables[0].column("labels")):
+            supervised = sum(int(pc.sum(pc.not_equal(pc.list_flatten(t.column("labels")), IGNORE_INDEX)
+                                        .cast("int64")).as_py() or 0) for t in tables)
+            line.facts["supervised"] = f"{100 * supervised / tokens:.1f}%"
 
     def write_records(self) -> RunResult:
         from dataprep.sinks import RecordSink
@@ -885,12 +893,19 @@ def _split_facts(report: StageReport) -> dict[str, Any]:
 
 
 def _mix_text(m: SourceMix) -> str:
-    text = f"{m.name} {m.rows:,} of {m.available:,} rows"
+    text = f"{m.name} {m.rows:,} rows from {m.available:,}"
     if m.tokens is not None:
         text += f", {m.tokens:,} tokens"
     if m.target is not None:
-        text += f" ({m.target[0]} {m.target[1]:g})"
+        kind, value = m.target
+        text += f" ({kind} {value:g})" if kind == "weight" else f" ({kind} target {int(value):,})"
     return text
+
+
+def pa_is_list(column: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(column.type)
 
 
 def _read(source: Source, on_bad: Any) -> Iterator[Batch]:

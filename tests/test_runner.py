@@ -162,7 +162,7 @@ def test_a_new_weight_redoes_only_the_mixture(tmp_path: Path) -> None:
     assert run(recipe)[0] == 0
     code, err = run(recipe, "inputs.a.rows=10", "inputs.s.rows=5")
     assert code == 0, err
-    assert err.count("[reused]") == 4 and "mix: a 10 of 40 rows" in err and "s 5 of 20 rows" in err
+    assert err.count("[reused]") == 4 and "mix: a 10 rows from 40" in err and "s 5 rows from 20" in err
     manifest = json.loads((tmp_path / "out" / "dataprep.json").read_text())
     assert {k: v["rows"] for k, v in manifest["mixture"]["sources"].items()} == {"a": 10, "s": 5}
     assert sum(s["rows"] for s in manifest["splits"].values()) == 15
