@@ -127,3 +127,14 @@ def test_qwen3_recipe_writes_only_exact_rows(shared_data: Path, tmp_path: Path,
             assert row["input_ids"] == list(ids), row["id"]
             checked += 1
     assert checked >= 20
+
+
+@pytest.mark.slow
+def test_the_readme_recipe_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("```yaml\ninputs:") + len("```yaml\n"):]
+    recipe = tmp_path / "readme.yaml"
+    recipe.write_text(block[:block.index("```")])
+    monkeypatch.chdir(REPO)
+    summary = run_recipe(recipe, tmp_path)
+    assert summary.startswith("validate: 1 file, 40 records") and "mix: alpaca 30 rows from 40" in summary
