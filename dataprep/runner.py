@@ -463,9 +463,10 @@ class RunResult:
 class Execution:
     """One run of a :class:`Plan`; :meth:`run` does it, ``echo`` receives the summary lines as they come."""
 
-    def __init__(self, plan: Plan, echo: Callable[[str], None]) -> None:
+    def __init__(self, plan: Plan, echo: Callable[[str], None], progress: Callable[[str], Any] | None = None) -> None:
         self.plan = plan
         self.echo = echo
+        self.progress = progress
         self.lines: dict[str, StageLine] = {}
         self.tokenize_reports: dict[int, dict[str, Any]] = {}
         self.started = time.perf_counter()
@@ -585,7 +586,8 @@ class Execution:
             return
         last_reused = max((i for i, s in enumerate(states) if s == "reuse"), default=-1)
         tail = feed if feed is not None else self.rows_tail(source)
-        head, first_report = self.chain(source, plan.stages[last_reused + 1:], tail)
+        bar = self.progress(source.name) if self.progress is not None else None
+        head, first_report = self.chain(source, plan.stages[last_reused + 1:], tail, bar)
         if last_reused >= 0:
             stage = plan.stages[last_reused]
             batches: Iterable[Batch] = plan.cache.read_rows(stage, source.keys[stage], split=source.split)
@@ -593,15 +595,21 @@ class Execution:
             first_report = first_report or _report_of(head)
             on_bad = first_report.bad_input if first_report is not None and plan.recipe.on_error == "reject" else None
             batches = _read(source, on_bad)
-        _pump(batches, head)
+        try:
+            _pump(batches, head)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def tail_needed(self, source: Source) -> bool:
         if self.plan.tokenizing is None:
             return True
         return not self.plan.cached("tokenize", source.keys["tokenize"])
 
-    def chain(self, source: Source, stages: list[str], tail: Sink | None) -> tuple[Sink, StageReport | None]:
-        """Runners for ``stages`` of ``source``, each teeing into its cache entry, ending in ``tail``."""
+    def chain(self, source: Source, stages: list[str], tail: Sink | None,
+              bar: Any = None) -> tuple[Sink, StageReport | None]:
+        """Runners for ``stages`` of ``source``, each teeing into its cache entry, ending in ``tail``; ``bar``
+        counts the rows the first one reads."""
         sink: Sink = tail if tail is not None else Tee()
         first_report = None
         for stage in reversed(stages):
@@ -618,7 +626,7 @@ class Execution:
                     store = RecordsFile(entry.file(cachelib.ROWS), tracked)
                 else:
                     store = RecordsFile(entry.file(cachelib.ROWS))
-            runner = Runner(obj, Tee(store, sink), report)
+            runner = Runner(obj, Tee(store, sink), report, bar if stage == stages[0] else None)
             sink = Committed(runner, entry, on_close=self._summarise_after(stage, source, runner, obj))
             first_report = report
         return sink, first_report
@@ -727,8 +735,9 @@ class Execution:
                 line.add(source.name, self.tokenize_reports[source.index], reused=False)
             else:
                 line.add(source.name, plan.cache.meta("tokenize", digest)["report"], reused=True)
-            with pa.memory_map(str(plan.cache.path("tokenize", digest) / cachelib.TOKENS)) as mapped:
-                tables.append(pa.ipc.open_file(mapped).read_all())
+            # memory-mapped: the table's buffers keep the mapping alive, and only the rows taken are copied
+            tables.append(pa.ipc.open_file(pa.memory_map(str(plan.cache.path("tokenize", digest) / cachelib.TOKENS)))
+                          .read_all())
         if "label_text" in tok.encoder.schema.names:
             import pyarrow.compute as pc
 
@@ -924,9 +933,11 @@ def _pump(batches: Iterable[Batch], head: Sink) -> None:
     head.close(ok=True)
 
 
-def execute(plan: Plan, echo: Callable[[str], None] = lambda _: None) -> RunResult:
-    """Run the plan; the cache (when temporary) is removed afterwards."""
+def execute(plan: Plan, echo: Callable[[str], None] = lambda _: None,
+            progress: Callable[[str], Any] | None = None) -> RunResult:
+    """Run the plan; ``echo`` prints validation errors, ``progress(source_name)`` may give a bar per source read.
+    The cache, when temporary, is removed afterwards."""
     try:
-        return Execution(plan, echo).run()
+        return Execution(plan, echo, progress).run()
     finally:
         plan.cache.close()

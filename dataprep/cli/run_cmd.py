@@ -37,6 +37,7 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
       dataprep run recipe.yaml --no-cache -q
     """
     from dataprep.cache import Cache
+    from dataprep.cli.options import progress
     from dataprep.errors import UsageProblem
     from dataprep.recipe import load_recipe
     from dataprep.runner import execute, plan
@@ -53,7 +54,8 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
         finally:
             cache.close()
         return
-    result = execute(the_plan, echo=lambda line: click.echo(line, err=True))
+    result = execute(the_plan, echo=lambda line: click.echo(line, err=True),
+                     progress=lambda name: progress(quiet, f"run {name}"))
     if not quiet:
         for line in result.lines:
             click.echo(line, err=True)
