@@ -94,7 +94,8 @@ def _check_size(value: float | int | str) -> float | int | str:
 SizeValue = Annotated[float | int | str, AfterValidator(_check_size)]
 # Types a recipe writes differently from the dataclass: a split size is the number (or text) the CLI takes.
 FIELD_TYPES: dict[Any, Any] = {Size: SizeValue, Size | None: SizeValue | None}
-STRICT = ConfigDict(extra="forbid", populate_by_name=True)
+# Strict types (YAML already gives numbers, booleans and text; ``true`` is not 1), but a YAML list may fill a tuple.
+STRICT = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 def dataclass_fields(cls: type, skip: Sequence[str] = ()) -> dict[str, tuple[Any, Any]]:
@@ -105,6 +106,8 @@ def dataclass_fields(cls: type, skip: Sequence[str] = ()) -> dict[str, tuple[Any
         if f.name in skip:
             continue
         kind = FIELD_TYPES.get(hints[f.name], hints[f.name])
+        if typing.get_origin(kind) is tuple:
+            kind = Annotated[kind, Field(strict=False)]
         if f.default is not dataclasses.MISSING:
             default: Any = f.default
         elif f.default_factory is not dataclasses.MISSING:
@@ -354,7 +357,7 @@ def load_recipe(path: str, overrides: Sequence[str] = ()) -> LoadedRecipe:
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems += [_describe(error, lines) for error in exc.errors()]
+        problems += [_describe(error, lines) for error in _merge_unions(exc.errors())]
         raise RecipeError(path, problems) from None
     if problems:
         raise RecipeError(path, problems)
@@ -421,6 +424,30 @@ def _child(node: Any, part: Any) -> tuple[Any, int | None]:
 
 def dotted(loc: Sequence[Any]) -> str:
     return ".".join(str(p) for p in loc) or "(top)"
+
+
+TYPE_TAGS = {"float": "a number", "int": "an integer", "str": "text", "bool": "true or false", "none": "null"}
+
+
+def _merge_unions(errors: list[Any]) -> list[Any]:
+    """One error per key: pydantic reports a value that fits no member of a union once per member (loc ends in
+    ``float``, ``int``, ...); say it once, naming what would fit."""
+    merged: list[Any] = []
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        tag = loc[-1] if loc else None
+        if not (isinstance(tag, str) and (tag in TYPE_TAGS or "[" in tag)):
+            merged.append(error)
+            continue
+        key = loc[:-1]
+        if key not in seen:
+            seen[key] = {**error, "loc": key, "type": "union", "kinds": []}
+            merged.append(seen[key])
+        seen[key]["kinds"].append(TYPE_TAGS.get(tag, tag))
+    for error in seen.values():
+        error["msg"] = "expected " + " or ".join(dict.fromkeys(error["kinds"]))
+    return merged
 
 
 def _describe(error: dict[str, Any], lines: _Lines) -> str:

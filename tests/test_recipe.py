@@ -140,3 +140,13 @@ normalize:
     ]
     loaded = load_recipe(path, ["inputs.0.format=auto", "inputs.1.path=" + str(ALPACA), "inputs.2.name=other"])
     assert loaded.names == ["mine", "remote", "other"] and loaded.entries[0].columns["history"] == "history"
+
+
+def test_a_value_that_fits_no_member_of_a_union_is_one_problem(tmp_path: Path) -> None:
+    path = recipe_file(tmp_path, f"inputs: [{{path: {ALPACA}}}]\nsplit: {{val_size: [1], test_size: true}}\n"
+                                 "output: o.jsonl\n")
+    assert problems(path) == [f"{path}:2: split.val_size: expected a number or an integer or text",
+                              f"{path}:2: split.test_size: expected a number or an integer or text (got True)"]
+    path = recipe_file(tmp_path, f"inputs: [{{path: {ALPACA}}}]\ntokenize: {{tokenizer: t, max_length: true}}\n"
+                                 "output: o\n")
+    assert problems(path) == [f"{path}:2: tokenize.max_length: Input should be a valid integer (got True)"]
