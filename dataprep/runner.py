@@ -534,6 +534,8 @@ class Execution:
                 for text in report.text_lines():
                     self.echo(text)
                 self.echo(summary)
+                if report.unreadable:  # malformed input: exit 2, as dataprep validate says it
+                    raise report.unreadable[0]
                 raise DataprepError(f"{source.path}: does not match schema {source.schema!r}; nothing was written",
                                     hint="fix the data, or drop the validate stage")
             entry = plan.cache.new("validate", digest)
@@ -761,9 +763,13 @@ class Execution:
         ok = False
         try:
             for table, m in zip(tables, mixture, strict=True):
-                take = np.repeat(np.arange(table.num_rows), m.counts)
-                for start in range(0, len(take), tok.job.batch_size):
-                    part = table.take(pa.array(take[start:start + tok.job.batch_size]))
+                size = tok.job.batch_size
+                if bool((m.counts == 1).all()):  # every row once: no copy to gather
+                    parts: Iterable[Any] = (pa.Table.from_batches([b]) for b in table.to_batches(max_chunksize=size))
+                else:
+                    take = np.repeat(np.arange(table.num_rows), m.counts)
+                    parts = (table.take(pa.array(take[i:i + size])) for i in range(0, len(take), size))
+                for part in parts:
                     sink.write(tokens_from_arrow(part, tok.encoder.schema))
             ok = True
         finally:
