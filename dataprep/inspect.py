@@ -39,9 +39,9 @@ def load_tokenized(outdir: str) -> Tokenized:
     manifest = load_manifest(folder)
     from datasets import load_from_disk
 
-    from dataprep.tokenizer_io import load_tokenizer
+    from dataprep.tokenizer_io import open_tokenizer
 
-    return Tokenized(load_from_disk(str(folder)), load_tokenizer(str(folder / TOKENIZER_DIR)), manifest)
+    return Tokenized(load_from_disk(str(folder)), open_tokenizer(str(folder / TOKENIZER_DIR)), manifest)
 
 
 def pick_rows(n_rows: int, *, index: int | None = None, sample: int | None = None, seed: int = 0,

@@ -118,31 +118,69 @@ class StageReport:
             self._rejects.abort()
 
 
+class Runner:
+    """One stage's run, pushed a batch at a time: itself a :class:`Sink`, so stages chain in one process.
+
+    ``Runner(filter, Runner(split, sink, r2), r1)`` is a sink for normalize's output: each batch it is given goes
+    through the stage at once (no encoding in between), and closing it finishes the stage and closes what follows.
+    :func:`run` is a loop over a runner; the counting lives here and nowhere else.
+    """
+
+    def __init__(self, stage: Stage, sink: Sink, report: StageReport, progress: Progress | None = None) -> None:
+        self.stage = stage
+        self.sink = sink
+        self.report = report
+        self.progress = progress
+
+    def write(self, batch: Batch) -> None:
+        self.report.rows_in += len(batch)
+        _settle(self.stage.process(batch), batch, self.sink, self.report)
+        if self.progress is not None:
+            self.progress.update(len(batch))
+
+    def close(self, ok: bool) -> None:
+        """``ok``: finish the stage (rows it held go on), check the counts, commit; otherwise leave no trace.
+
+        Output and rejects file appear only when the whole run succeeds; the output is committed first, so a
+        failure to commit the rejects file after it is reported as exactly that.
+        """
+        if not ok:
+            self._abort()
+            return
+        try:
+            for emitted in self.stage.finish():
+                _settle(emitted, None, self.sink, self.report)
+            self.report.extra.update(self.stage.facts())
+            self.report.created = getattr(self.stage, "created", 0)
+            self.report.check()
+        except BaseException:
+            self._abort()
+            raise
+        try:
+            self.sink.close(ok=True)  # for a chained stage, this finishes the stages after this one
+        except BaseException:
+            self.report.close(ok=False)
+            raise
+        _commit_rejects(self.report)
+
+    def _abort(self) -> None:
+        try:
+            self.sink.close(ok=False)
+        finally:
+            self.report.close(ok=False)
+
+
 def run(stage: Stage, batches: Iterable[Batch], sink: Sink, report: StageReport,
         progress: Progress | None = None) -> StageReport:
-    """Feed ``batches`` through ``stage`` into ``sink``, counting every row into ``report``.
-
-    Output and rejects file appear only when the whole run succeeds; the output is committed first, so a
-    failure to commit the rejects file after it is reported as exactly that.
-    """
-    ok = False
+    """Feed ``batches`` through ``stage`` into ``sink``, counting every row into ``report``."""
+    runner = Runner(stage, sink, report, progress)
     try:
         for batch in batches:
-            report.rows_in += len(batch)
-            _settle(stage.process(batch), batch, sink, report)
-            if progress is not None:
-                progress.update(len(batch))
-        for emitted in stage.finish():
-            _settle(emitted, None, sink, report)
-        report.extra.update(stage.facts())
-        report.created = getattr(stage, "created", 0)
-        report.check()
-        ok = True
-    finally:
-        sink.close(ok=ok)
-        if not ok:
-            report.close(ok=False)
-    _commit_rejects(report)
+            runner.write(batch)
+    except BaseException:
+        runner.close(ok=False)
+        raise
+    runner.close(ok=True)
     return report
 
 

@@ -122,6 +122,7 @@ def test_split_fields_survive_export() -> None:
         assert rejected == [] and back == [record]
 
 
+@pytest.mark.slow
 def test_glaive_to_messages_and_back(shared_data: Path) -> None:
     for lang in ("en", "zh"):
         source = shared_data / "llamafactory" / f"glaive_toolcall_{lang}_demo.json"
@@ -138,6 +139,7 @@ def test_glaive_to_messages_and_back(shared_data: Path) -> None:
     assert all(isinstance(c["tool_calls"][0]["function"]["arguments"], dict) for c in calls)
 
 
+@pytest.mark.slow
 def test_messages_render_with_qwen_template(shared_data: Path) -> None:
     """What --to messages writes is what Qwen2.5's chat template reads: tool_calls and tool results render."""
     transformers = pytest.importorskip("transformers")

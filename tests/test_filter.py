@@ -187,6 +187,7 @@ def test_quiet_and_help_lists_every_reason_in_order():
     assert "Rules in order: empty_response (always on), " + ", ".join(REASONS[1:]) + "." in help_text
 
 
+@pytest.mark.slow
 def test_real_alpaca_demo_data(shared_data, tmp_path):
     raw = json.loads((shared_data / "llamafactory" / "alpaca_en_demo.json").read_text())
     records = [make_record(prompt=r["instruction"], query=r["input"], response=r["output"]) for r in raw]

@@ -57,8 +57,3 @@ def test_sample_is_seeded_and_errors_are_one_line(outdir, tmp_path):
     assert missing.exit_code == 1 and "no dataprep.json" in missing.stderr
     split = invoke("inspect", outdir, "--split", "test")
     assert split.exit_code == 2 and "no split 'test'; this folder has train" in split.stderr
-
-
-def test_help_has_examples():
-    result = invoke("inspect", "--help")
-    assert result.exit_code == 0 and "Examples:" in result.stdout

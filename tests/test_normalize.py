@@ -236,6 +236,7 @@ def test_parse_map_aliases() -> None:
 # --- --dataset-info -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dataset_info_glaive(shared_data: Path) -> None:
     info = shared_data / "llamafactory" / "dataset_info.json"
     for name in ("glaive_toolcall_en_demo", "glaive_toolcall_zh_demo"):
@@ -248,6 +249,7 @@ def test_dataset_info_glaive(shared_data: Path) -> None:
         assert all(r["tools"] != "[]" for r in out if "tools" in r)
 
 
+@pytest.mark.slow
 def test_dataset_info_media_columns_go_to_meta(shared_data: Path) -> None:
     info = shared_data / "llamafactory" / "dataset_info.json"
     result = invoke("normalize", "--dataset-info", info, "--dataset", "mllm_demo")
@@ -258,6 +260,7 @@ def test_dataset_info_media_columns_go_to_meta(shared_data: Path) -> None:
     assert out[0]["history"][0][0] == "<image>Who are they?"
 
 
+@pytest.mark.slow
 def test_dataset_info_old_layout_history(shared_data: Path) -> None:
     info = shared_data / "llamafactory" / "dataset_info_2024-05.json"
     lima = invoke("normalize", "--dataset-info", info, "--dataset", "lima")
@@ -270,6 +273,7 @@ def test_dataset_info_old_layout_history(shared_data: Path) -> None:
     assert [len(r["history"]) for r in rows(example.stdout)] == [2, 2]
 
 
+@pytest.mark.slow
 def test_dataset_info_input_overrides_file_name(shared_data: Path) -> None:
     info = shared_data / "llamafactory" / "dataset_info.json"
     glaive = shared_data / "llamafactory" / "glaive_toolcall_en_demo.json"
@@ -291,6 +295,7 @@ def test_dataset_info_input_overrides_file_name(shared_data: Path) -> None:
         ("dataset_info.json", "glaive_toolcall_en_dem", "no dataset 'glaive_toolcall_en_dem' (did you mean"),
     ],
 )
+@pytest.mark.slow
 def test_dataset_info_refusals(shared_data: Path, registry: str, name: str, message: str) -> None:
     result = invoke("normalize", "--dataset-info", shared_data / "llamafactory" / registry, "--dataset", name)
     assert result.exit_code == 2

@@ -60,6 +60,7 @@ def test_render_builtin_without_tokenizer_rejects_tool_records(tmp_path: Path) -
     assert all("tools" in r and "no tool format" in r["detail"] for r in bad)
 
 
+@pytest.mark.slow
 def test_render_reports_default_system_prompt_rows(shared_data: Path) -> None:
     result = invoke("render", CANONICAL, "--tokenizer", shared_data / "tokenizers" / "qwen2.5", "-q")
     assert result.exit_code == 0 and result.stderr == ""
@@ -101,12 +102,6 @@ def test_render_missing_input_exit_2() -> None:
     result = invoke("render", "no/such/file.jsonl", "--template", "chatml")
     assert result.exit_code == 2
     assert result.stderr == "Error: no/such/file.jsonl: no such file\n"
-
-
-def test_render_help_has_examples() -> None:
-    result = invoke("render", "--help")
-    assert result.exit_code == 0
-    assert "Examples:" in result.stdout and "dataprep render data.jsonl --template chatml" in result.stdout
 
 
 def test_render_records_rejects_non_canonical_rows() -> None:

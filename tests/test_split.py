@@ -189,11 +189,7 @@ def test_duplicate_ids_are_still_deterministic():
     assert Counter(by_prompt.values()) == {"train": 15, "validation": 5}
 
 
-def test_help_has_examples():
-    help_text = invoke("split", "--help").stdout
-    assert "Examples:" in help_text and "--out-dir" in help_text
-
-
+@pytest.mark.slow
 def test_real_alpaca_demo_buckets_match_seed_004(shared_data):
     raw = json.loads((shared_data / "llamafactory" / "alpaca_en_demo.json").read_text())
     records = [make_record(prompt=r["instruction"], query=r["input"], response=r["output"]) for r in raw]

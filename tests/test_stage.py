@@ -155,3 +155,47 @@ def test_raw_alpaca_stops_at_once_instead_of_rejecting_every_row(stage, args):
     result = invoke(stage, FIXTURES / "data" / "alpaca.json", *args)
     assert result.exit_code == 2
     assert "not canonical records: run `dataprep normalize` first" in result.stderr
+
+
+def test_runners_chain_stages_in_one_process(tmp_path):
+    """Each Runner is the sink of the stage before: every stage counts its own rows and keeps its own rejects."""
+    from dataprep.stage import Runner
+
+    source = write_lines(tmp_path / "in.jsonl", [{"n": i} for i in range(8)])
+    first, second = StageReport("even", str(tmp_path / "r1.jsonl")), StageReport("even", str(tmp_path / "r2.jsonl"))
+    out = RecordSink(str(tmp_path / "out.jsonl"))
+    run(Halve(), read_batches(str(source), batch_size=3), Runner(KeepEven(), out, second), first)
+    assert (first.rows_in, first.rows_out, second.rows_in, second.rows_out) == (8, 8, 8, 4)
+    assert (tmp_path / "out.jsonl").read_text() == '{"n":2}\n{"n":2}\n{"n":0}\n{"n":0}\n'
+    rejects = [json.loads(line) for line in (tmp_path / "r2.jsonl").read_text().splitlines()]
+    assert [r["location"] for r in rejects] == [f"{source}:{n}" for n in (3, 4, 7, 8)]
+
+
+def test_a_failure_downstream_leaves_no_output_and_no_rejects(tmp_path):
+    from dataprep.stage import Runner
+
+    class Explode(KeepEven):
+        def finish(self):
+            raise RuntimeError("boom")
+
+    source = write_lines(tmp_path / "in.jsonl", [{"n": i} for i in range(4)])
+    reports = [StageReport("even", str(tmp_path / f"r{i}.jsonl")) for i in range(2)]
+    with pytest.raises(RuntimeError):
+        run(Halve(), read_batches(str(source)), Runner(Explode(), RecordSink(str(tmp_path / "o.jsonl")),
+                                                       reports[1]), reports[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+class Halve:
+    """A one-to-one stage: n becomes n // 2, rows keep their input lines."""
+
+    name = "halve"
+
+    def process(self, batch):
+        return batch.take(list(range(len(batch))), [{"n": r["n"] // 2} for r in batch.records]), []
+
+    def finish(self):
+        return ()
+
+    def facts(self):
+        return {}

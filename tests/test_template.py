@@ -99,6 +99,7 @@ def sharegpt_records(rows: list[dict[str, Any]]) -> tuple[list[records.Record], 
 # --- the tokenizer's own template: real Qwen2.5 on real data ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_qwen_multi_turn_lima_history_is_exact(qwen: Any, shared_data: Path) -> None:
     rows = [r for r in json.loads((shared_data / "llamafactory" / "lima.json").read_text()) if r.get("history")]
     assert len(rows) >= 20
@@ -111,6 +112,7 @@ def test_qwen_multi_turn_lima_history_is_exact(qwen: Any, shared_data: Path) -> 
         assert_spans(rendered, record, "<|im_end|>")
 
 
+@pytest.mark.slow
 def test_qwen_alpaca_zh_is_exact(qwen: Any, shared_data: Path) -> None:
     rows = json.loads((shared_data / "llamafactory" / "alpaca_zh_demo.json").read_text())[:300]
     template = load_template("tokenizer", qwen)
@@ -120,6 +122,7 @@ def test_qwen_alpaca_zh_is_exact(qwen: Any, shared_data: Path) -> None:
         assert_spans(rendered, record, "<|im_end|>")
 
 
+@pytest.mark.slow
 def test_qwen_kto_messages_are_exact(qwen: Any, shared_data: Path) -> None:
     rows = json.loads((shared_data / "llamafactory" / "kto_en_demo.json").read_text())
     template = load_template(None, qwen)
@@ -130,6 +133,7 @@ def test_qwen_kto_messages_are_exact(qwen: Any, shared_data: Path) -> None:
         assert_spans(rendered, record, "<|im_end|>")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["glaive_toolcall_en_demo.json", "glaive_toolcall_zh_demo.json"])
 def test_qwen_tool_calls_are_exact(qwen: Any, shared_data: Path, name: str) -> None:
     converted, skipped = sharegpt_records(json.loads((shared_data / "llamafactory" / name).read_text()))
@@ -143,6 +147,7 @@ def test_qwen_tool_calls_are_exact(qwen: Any, shared_data: Path, name: str) -> N
         assert_spans(rendered, record, "<|im_end|>")
 
 
+@pytest.mark.slow
 def test_qwen_function_call_span_is_the_generated_call(qwen: Any) -> None:
     messages = [
         {"role": "user", "content": "Weather in Paris?"},
@@ -159,6 +164,7 @@ def test_qwen_function_call_span_is_the_generated_call(qwen: Any) -> None:
     assert rendered.text[: rendered.spans[0][0]].endswith("<|im_start|>assistant\n")
 
 
+@pytest.mark.slow
 def test_qwen_default_system_only_without_prefix(qwen: Any) -> None:
     template = load_template(None, qwen)
     bare = template.render(records.make_record(prompt="Hi", response="Hello"))
@@ -254,6 +260,7 @@ def test_builtin_renders_like_the_family_template(tiny: Any, name: str, messages
             assert rendered.text[start:end] == (" " if name == "mistral-v0.1" else "") + body + end_marker
 
 
+@pytest.mark.slow
 def test_builtins_need_the_tokens_they_write(gpt2: Any) -> None:
     with pytest.raises(UsageProblem, match="writes bos_token, but no --tokenizer was given"):
         load_template("llama3", None)
@@ -264,6 +271,7 @@ def test_builtins_need_the_tokens_they_write(gpt2: Any) -> None:
         assert load_template(name, gpt2).name == name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILTIN_TEMPLATES)
 def test_builtins_with_gpt2_match_transformers(gpt2: Any, name: str) -> None:
     template = load_template(name, gpt2)
@@ -282,6 +290,7 @@ def test_builtins_with_gpt2_match_transformers(gpt2: Any, name: str) -> None:
         assert all(rendered.text[start:end].endswith(end_marker) for start, end in rendered.spans)
 
 
+@pytest.mark.slow
 def test_alpaca_layout_follows_seed_000(gpt2: Any) -> None:
     template = load_template("alpaca", gpt2)
     with_input = template.render(records.make_record(prompt="Sum these.", query="2 3", response="5"))
@@ -292,6 +301,7 @@ def test_alpaca_layout_follows_seed_000(gpt2: Any) -> None:
     assert template.default_system is None
 
 
+@pytest.mark.slow
 def test_default_layout_follows_seed_003(gpt2: Any) -> None:
     template = load_template("default", gpt2)
     system = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives "
@@ -305,12 +315,14 @@ def test_default_layout_follows_seed_003(gpt2: Any) -> None:
     assert own.text == "Custom.\nHuman: q\nAssistant: a<|endoftext|>" and system not in own.text
 
 
+@pytest.mark.slow
 def test_plain_layout_follows_seed_004(gpt2: Any) -> None:
     rendered = load_template("plain", gpt2).render(records.make_record(prompt="Hi", response="Hello"))
     assert rendered.text == "<|user|>\nHi\n<|assistant|>\nHello<|endoftext|>"
     assert [rendered.text[s:e] for s, e in rendered.spans] == ["Hello<|endoftext|>"]
 
 
+@pytest.mark.slow
 def test_family_builtins_refuse_tool_calls(gpt2: Any) -> None:
     record = records.from_messages([
         {"role": "user", "content": "x"},
@@ -376,6 +388,7 @@ def test_user_template_file_gets_hf_variables(tmp_path: Path, tiny: Any) -> None
     assert [rendered.text[s:e] for s, e in rendered.spans] == ["a<|im_end|>"]
 
 
+@pytest.mark.slow
 def test_load_errors_are_one_line_usage_problems(tmp_path: Path, gpt2: Any) -> None:
     with pytest.raises(UsageProblem, match="no chat template to render with: no --tokenizer was given"):
         load_template(None, None)

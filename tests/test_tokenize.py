@@ -87,6 +87,7 @@ def test_supervised_mask_rule_on_a_straddling_token():
     assert supervised_mask(starts, []).tolist() == [False] * 4
 
 
+@pytest.mark.slow
 def test_straddling_token_in_a_real_render_belongs_to_the_header(shared_data):
     # Qwen2.5 encodes "\n\n" as one token: with a response that starts with a newline, that token starts on the
     # header's newline and runs into the response, so it is not supervised
@@ -166,6 +167,7 @@ def test_property_ids_equal_apply_chat_template_and_labels_are_the_assistant_tur
     assert len(rendered.spans) == sum(1 for m in to_messages(record) if m["role"] == "assistant")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lima", "kto", "glaive"])
 def test_qwen_exactness_on_real_multi_turn_and_tool_data(shared_data, name):
     tok = tokenizer(QWEN)
@@ -206,6 +208,7 @@ def real_records(shared: Path, name: str) -> list[dict]:
                           tools=d.get("tools") or None) for d in data[:80]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["alpaca", "default", "chatml", "plain"])
 def test_gpt2_with_builtin_templates_matches_apply_chat_template(shared_data, name):
     tok = tokenizer(GPT2)
@@ -298,7 +301,7 @@ def test_special_token_in_content_is_rejected_by_default():
     assert "special tokens '<|im_end|>', '<|im_start|>'" in reject.detail
 
 
-@pytest.mark.parametrize("tok_path", [TINY_BPE, QWEN])
+@pytest.mark.parametrize("tok_path", [TINY_BPE, pytest.param(QWEN, marks=pytest.mark.slow)])
 def test_special_tokens_as_text_match_sanitized_apply_chat_template(tok_path):
     if not tok_path.is_dir():
         pytest.skip("tokenizer not present")
@@ -452,12 +455,6 @@ def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     no_template = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", GPT2) if GPT2.is_dir() else None
     if no_template is not None:
         assert no_template.exit_code == 2 and "--template" in no_template.stderr
-
-
-def test_help_has_examples():
-    result = invoke("tokenize", "--help")
-    assert result.exit_code == 0
-    assert "Examples:" in result.stdout and "--mask-history" in result.stdout
 
 
 @pytest.mark.parametrize("target, columns", [

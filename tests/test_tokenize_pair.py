@@ -100,6 +100,7 @@ def test_classification_options_are_checked(tmp_path):
     assert mixed.exit_code == 2 and "only applies with --task causal" in mixed.stderr
 
 
+@pytest.mark.slow
 def test_real_mrpc_train_and_dev(shared_data, tmp_path):
     mrpc = shared_data / "mrpc"
     out = tmp_path / "mrpc"

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import FIXTURES, REPO, invoke
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
 
 TINY_BPE = FIXTURES / "tokenizers" / "tiny-bpe"
 TINY_WORDPIECE = FIXTURES / "tokenizers" / "tiny-wordpiece"

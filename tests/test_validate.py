@@ -317,12 +317,6 @@ def test_report_is_deterministic() -> None:
     assert invoke(*args).stdout == invoke(*args).stdout
 
 
-def test_help_has_examples() -> None:
-    result = invoke("validate", "--help")
-    assert result.exit_code == 0
-    assert "Examples:\n    dataprep validate data/alpaca_en_demo.json --schema alpaca\n" in result.stdout
-
-
 def test_library_report_without_the_cli() -> None:
     report = validate_files([str(BROKEN / "wrong_types.json")], "alpaca", max_errors=1)
     assert (report.valid, report.records, report.invalid_records, report.error_count) == (False, 4, 4, 5)
@@ -346,12 +340,14 @@ def test_long_values_are_shortened_in_messages(tmp_path: Path) -> None:
         ("messages", ["llamafactory/kto_en_demo.json", "llamafactory/mllm_demo.json"], 306),
     ],
 )
+@pytest.mark.slow
 def test_real_llamafactory_data_validates(shared_data: Path, schema: str, names: list[str], records: int) -> None:
     result = invoke("validate", *(shared_data / n for n in names), "--schema", schema)
     assert result.exit_code == 0, result.stdout[:2000]
     assert result.stderr == summary(len(names), records, 0, 0)
 
 
+@pytest.mark.slow
 def test_real_sharegpt_is_not_alpaca(shared_data: Path) -> None:
     result = invoke("validate", shared_data / "llamafactory/glaive_toolcall_en_demo.json", "-s", "alpaca",
                     "--format", "json", "--max-errors", "3")

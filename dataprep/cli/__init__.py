@@ -32,6 +32,7 @@ COMMANDS = {
     "pack": ("dataprep.cli.pack_cmd", "Pack tokenized rows into rows of at most N tokens (best-fit decreasing)."),
     "inspect": ("dataprep.cli.inspect_cmd", "Show tokenized rows with the supervised tokens highlighted."),
     "stats": ("dataprep.cli.stats_cmd", "Describe a dataset: lengths, splits, rejects, duplicates, leakage, plots."),
+    "run": ("dataprep.cli.run_cmd", "Run a YAML recipe's stages in one process, mixed and cached."),
     "train": ("dataprep.cli.train_cmd", "Fine-tune a model on a tokenized dataset (needs dataprep[train])."),
 }
 

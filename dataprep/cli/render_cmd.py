@@ -52,9 +52,9 @@ def command(
 
     tokenizer = None
     if tokenizer_dir is not None:
-        from dataprep.tokenizer_io import load_tokenizer
+        from dataprep.tokenizer_io import open_tokenizer
 
-        tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=trust_remote_code)
+        tokenizer = open_tokenizer(tokenizer_dir, trust_remote_code=trust_remote_code)
     chat_template = load_template(template, tokenizer)
     if chat_template.uses_clock and not os.environ.get("SOURCE_DATE_EPOCH") and not quiet:
         click.echo("warning: the template writes today's date (strftime_now); set SOURCE_DATE_EPOCH "

@@ -170,7 +170,7 @@ class RecordStats:
                     self.across_splits += 1
             if self.tokenizer is not None:
                 texts = [_side_texts(r) for r in rows]
-                backend = self.tokenizer.backend_tokenizer
+                backend = self.tokenizer._tokenizer  # the Rust tokenizer (transformers and the light loader alike)
                 prompt = [len(e.ids) for e in backend.encode_batch([t[0] for t in texts], add_special_tokens=False)]
                 response = [len(e.ids) for e in backend.encode_batch([t[1] for t in texts], add_special_tokens=False)]
                 split.add("prompt_tokens", prompt)

@@ -75,9 +75,9 @@ def _records_stats(path: str, name: str, *, tokenizer: str | None, input_format:
                    threshold: float, ngram: int, progress: Progress | None) -> dict[str, Any]:
     tok = None
     if tokenizer is not None:
-        from dataprep.tokenizer_io import load_tokenizer
+        from dataprep.tokenizer_io import open_tokenizer
 
-        tok = load_tokenizer(tokenizer)
+        tok = open_tokenizer(tokenizer)
     stats = RecordStats(tok)
     rejected: Counter[str] = Counter()
     held = HeldOut(threshold, ngram) if leakage else None

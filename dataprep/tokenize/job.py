@@ -193,7 +193,7 @@ def _batches(inputs: list[InputFile], job: TokenizeJob, report: StageReport) -> 
 
 def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResult:
     """Tokenize ``job.inputs`` into the DatasetDict folder ``job.outdir``; skip the work when it is up to date."""
-    from dataprep.tokenizer_io import open_tokenizer, save_tokenizer, tokenizer_facts, tokenizer_files_sha256
+    from dataprep.tokenizer_io import open_tokenizer, tokenizer_files_sha256
 
     parsed = [parse_input(a) for a in job.inputs]
     if sum(1 for _, p in parsed if p == "-") > 1:
@@ -202,15 +202,14 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     check_replaceable_folder(job.outdir, mf.MANIFEST)
     emit.check_task(job.emit_for, job.task)
     tokenizer = open_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
-    encoder, template_facts = _encoder_for(job, tokenizer)
+    encoder, template_facts = encoder_for(job, tokenizer)
     schema = emit.schema_for(job.emit_for, encoder.schema) if job.task == "causal" else encoder.schema
     out = OutputDir(job.outdir, schema)
     report = StageReport("tokenize", job.rejects)
     try:
         inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
         tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
-        options = {**encoder.options(), "emit_for": job.emit_for}
-        parts = mf.key_parts(task=job.task, options=options, inputs=inputs, tokenizer_sha256=tok_sha,
+        parts = mf.key_parts(task=job.task, options=job_options(job, encoder), inputs=inputs, tokenizer_sha256=tok_sha,
                              template=template_facts)
         key = mf.cache_key(parts)
         old = mf.read_manifest(job.outdir)
@@ -224,40 +223,10 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         out.abort()
         report.close(ok=False)
         raise
-    facts = tokenizer_facts(tokenizer)
-    manifest = Manifest(
-        task=job.task,
-        tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tok_sha,
-                                    **{k: v for k, v in facts.items() if k in mf.TokenizerFacts.__dataclass_fields__}),
-        splits={}, key=key, options=options, template=template_facts,
-        inputs=[f.fact() for f in inputs], emit_for=job.emit_for,
-    )
+    manifest = dataset_manifest(job, tokenizer, encoder, key=key, tokenizer_sha256=tok_sha,
+                                template_facts=template_facts, inputs=[f.fact() for f in inputs])
     sink = DatasetSink(out, encoder, job.emit_for)
-
-    def finalize(sink: DatasetSink) -> None:
-        from dataprep.card import write_card
-
-        out.finish_splits(key, encoder.rewrite_split)
-        save_tokenizer(tokenizer, out.staging / mf.TOKENIZER_DIR)
-        manifest.splits = {s: sink.splits[s] for s in out.splits}
-        manifest.rejected = dict(sorted(report.reasons.items()))
-        stats = list(manifest.splits.values())
-        supervised = None if any(s.supervised_tokens is None for s in stats) else sum(
-            s.supervised_tokens or 0 for s in stats)
-        manifest.totals = Totals(rows_in=report.rows_in, rows_out=report.rows_out, rejected=report.rejected,
-                                 truncated=sum(s.truncated for s in stats), tokens=sum(s.tokens for s in stats),
-                                 supervised_tokens=supervised)
-        run_facts = encoder.describe()
-        manifest.encoder = run_facts.get("encoder")
-        manifest.self_check = run_facts.get("self_check")
-        names = encoder.label_names
-        if names is not None:
-            manifest.labels = {"field": job.classify.label, "names": list(names),
-                               "ids": {name: i for i, name in enumerate(names)}}
-        mf.write_manifest(out.staging, manifest)
-        write_card(out.staging, manifest, job.outdir)
-
-    sink.finalize = finalize
+    sink.finalize = lambda sink: finish_dataset(sink, manifest, tokenizer, report, job)
     stage = TokenizeStage(encoder)
     started = time.perf_counter()
     try:
@@ -268,7 +237,62 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     return TokenizeResult(False, manifest, _summary(report, manifest, elapsed), report)
 
 
-def _encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, Any] | None]:
+def dataset_manifest(job: TokenizeJob, tokenizer: Any, encoder: Encoder, *, key: str,
+                     tokenizer_sha256: dict[str, str], template_facts: dict[str, Any] | None,
+                     inputs: list[dict[str, Any]]) -> Manifest:
+    """The manifest of a dataset folder before its rows are written (``finish_dataset`` adds the counts)."""
+    from dataprep.tokenizer_io import tokenizer_facts
+
+    facts = tokenizer_facts(tokenizer)
+    known = mf.TokenizerFacts.__dataclass_fields__
+    return Manifest(
+        task=job.task,
+        tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tokenizer_sha256,
+                                    **{k: v for k, v in facts.items() if k in known}),
+        splits={}, key=key, options=job_options(job, encoder), template=template_facts, inputs=inputs,
+        emit_for=job.emit_for,
+    )
+
+
+def job_options(job: TokenizeJob, encoder: Encoder) -> dict[str, Any]:
+    """The options that shape a dataset folder's bytes: the encoder's, and the consumer layout."""
+    return {**encoder.options(), "emit_for": job.emit_for}
+
+
+def finish_dataset(sink: DatasetSink, manifest: Manifest, tokenizer: Any, report: StageReport,
+                   job: TokenizeJob) -> None:
+    """Complete a dataset folder in its staging place: the DatasetDict, the tokenizer, the manifest, the card.
+
+    ``report`` counts the tokenize stage's rows; the split counts come from what ``sink`` wrote. ``dataprep run``
+    writes its folders through here too, so both commands make the same folder from the same rows.
+    """
+    from dataprep.card import write_card
+    from dataprep.tokenizer_io import save_tokenizer
+
+    out, encoder = sink.out, sink.encoder
+    out.finish_splits(manifest.key, encoder.rewrite_split)
+    save_tokenizer(tokenizer, out.staging / mf.TOKENIZER_DIR)
+    manifest.splits = {s: sink.splits[s] for s in out.splits}
+    manifest.rejected = dict(sorted(report.reasons.items()))
+    stats = list(manifest.splits.values())
+    supervised = None if any(s.supervised_tokens is None for s in stats) else sum(
+        s.supervised_tokens or 0 for s in stats)
+    manifest.totals = Totals(rows_in=report.rows_in, rows_out=report.rows_out, rejected=report.rejected,
+                             truncated=sum(s.truncated for s in stats), tokens=sum(s.tokens for s in stats),
+                             supervised_tokens=supervised)
+    run_facts = encoder.describe()
+    manifest.encoder = run_facts.get("encoder")
+    manifest.self_check = run_facts.get("self_check")
+    names = encoder.label_names
+    if names is not None:
+        manifest.labels = {"field": job.classify.label, "names": list(names),
+                           "ids": {name: i for i, name in enumerate(names)}}
+    mf.write_manifest(out.staging, manifest)
+    write_card(out.staging, manifest, job.outdir)
+
+
+def encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, Any] | None]:
+    """The job's encoder and the facts of its template (None for classification)."""
     import hashlib
 
     if job.task == "classification":
