@@ -149,3 +149,23 @@ class OutputDir(Staging):
             with contextlib.suppress(OSError, pa.ArrowException):
                 writer.close()
         super().abort()
+
+
+class FolderSink:
+    """A sink that builds an :class:`OutputDir`: ``close(ok=True)`` lets ``finalize(sink)`` add what the folder
+    needs (the DatasetDict, manifest, card, tokenizer) and swaps it in; ``close(ok=False)`` leaves no trace."""
+
+    def __init__(self, out: OutputDir) -> None:
+        self.out = out
+        self.finalize: Any = None
+
+    def close(self, ok: bool) -> None:
+        if not ok:
+            self.out.abort()
+            return
+        try:
+            self.finalize(self)
+        except BaseException:
+            self.out.abort()
+            raise
+        self.out.commit()

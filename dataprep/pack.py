@@ -37,7 +37,7 @@ import pyarrow as pa
 from dataprep import manifest as mf
 from dataprep.errors import DataprepError, InputError
 from dataprep.manifest import Manifest, SplitStats, Totals
-from dataprep.outdir import OutputDir
+from dataprep.outdir import FolderSink, OutputDir
 from dataprep.paths import check_paths, check_replaceable_folder
 from dataprep.stage import Rejected, StageReport, run
 from dataprep.tokenize.layout import IGNORE_INDEX, concat_ranges
@@ -385,13 +385,12 @@ def length_batches(sources: dict[str, SplitSource], root: str, size: int = LENGT
             yield LengthBatch(name, start, source.lengths[start:start + size], root)
 
 
-class PackSink:
+class PackSink(FolderSink):
     """Writes packed batches to their split of an :class:`OutputDir`; ``finalize`` completes the folder on success."""
 
     def __init__(self, out: OutputDir) -> None:
-        self.out = out
+        super().__init__(out)
         self.splits: dict[str, SplitStats] = {}
-        self.finalize: Any = None
 
     def write(self, packed: PackedBatch) -> None:
         self.out.write(packed.split, packed.batch)
@@ -401,16 +400,6 @@ class PackSink:
         assert s.supervised_tokens is not None
         s.supervised_tokens += packed.supervised
 
-    def close(self, ok: bool) -> None:
-        if not ok:
-            self.out.abort()
-            return
-        try:
-            self.finalize(self)
-        except BaseException:
-            self.out.abort()
-            raise
-        self.out.commit()
 
 
 # -- the job -------------------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from dataprep.io import Batch, read_batches
 from dataprep.mix import SourceMix, SourceRows, mix
 from dataprep.normalize import NormalizeOptions
 from dataprep.recipe import LoadedRecipe
-from dataprep.stage import Rejected, Runner, Sink, Stage, StageReport
+from dataprep.stage import Rejected, Runner, Sink, Stage, StageReport, pump
 
 RECORD_STAGES = ("normalize", "filter")
 PASS_THROUGH = ("filter",)  # stages that pass kept rows on unchanged (their cache names them by number)
@@ -603,7 +603,7 @@ class Execution:
             on_bad = first_report.bad_input if first_report is not None and plan.recipe.on_error == "reject" else None
             batches = _read(source, on_bad)
         try:
-            _pump(batches, head)
+            pump(batches, head)
         finally:
             if bar is not None:
                 bar.close()
@@ -721,7 +721,7 @@ class Execution:
         for source in plan.sources:
             if self.tail_needed(source):
                 path = plan.cache.path("split", plan.split_key) / f"rows-{source.index}.jsonl.zst"  # type: ignore[arg-type]
-                _pump(read_records(path), self.tokenize_sink(source))
+                pump(read_records(path), self.tokenize_sink(source))
 
     # -- output
     def write_dataset(self) -> RunResult:
@@ -934,16 +934,6 @@ def _read(source: Source, on_bad: Any) -> Iterator[Batch]:
     for batch in read_batches(source.path, fmt=source.input_format, on_bad=on_bad):
         batch.split = source.split
         yield batch
-
-
-def _pump(batches: Iterable[Batch], head: Sink) -> None:
-    try:
-        for batch in batches:
-            head.write(batch)
-    except BaseException:
-        head.close(ok=False)
-        raise
-    head.close(ok=True)
 
 
 def execute(plan: Plan, echo: Callable[[str], None] = lambda _: None,

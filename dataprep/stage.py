@@ -173,15 +173,19 @@ class Runner:
 def run(stage: Stage, batches: Iterable[Batch], sink: Sink, report: StageReport,
         progress: Progress | None = None) -> StageReport:
     """Feed ``batches`` through ``stage`` into ``sink``, counting every row into ``report``."""
-    runner = Runner(stage, sink, report, progress)
+    pump(batches, Runner(stage, sink, report, progress))
+    return report
+
+
+def pump(batches: Iterable[Batch], sink: Sink) -> None:
+    """Write every batch to ``sink`` and close it: ``ok`` only when every batch went in."""
     try:
         for batch in batches:
-            runner.write(batch)
+            sink.write(batch)
     except BaseException:
-        runner.close(ok=False)
+        sink.close(ok=False)
         raise
-    runner.close(ok=True)
-    return report
+    sink.close(ok=True)
 
 
 def _settle(emitted: tuple[Sequence[Any], list[Rejected]], batch: Batch | None, sink: Sink,

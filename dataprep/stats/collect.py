@@ -129,14 +129,30 @@ def canonical_batches(path: str, input_format: str | None, rejected: Counter[str
         yield records
 
 
-class RecordStats:
+class _Copies:
+    """Counts rows whose content was seen before: within the same split (``duplicates``) or in another one."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, str] = {}
+        self.across_splits = 0
+
+    def _count_copy(self, key: bytes, name: str, split: SplitMeasures) -> None:
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = name
+        elif first == name:
+            split.duplicates += 1
+        else:
+            self.across_splits += 1
+
+
+class RecordStats(_Copies):
     """Measures canonical records; ``tokenizer`` (a fast tokenizer) adds token counts."""
 
     def __init__(self, tokenizer: Any = None) -> None:
+        super().__init__()
         self.splits: dict[str, SplitMeasures] = {}
         self.tokenizer = tokenizer
-        self._seen: dict[bytes, str] = {}
-        self.across_splits = 0
         self.has_bucket_field = False
 
     def add(self, records: list[Record]) -> None:
@@ -160,14 +176,7 @@ class RecordStats:
                 else:
                     bucket = len_bucket(r)
                 split.buckets[bucket] += 1
-                key = content_key(r)
-                first = self._seen.get(key)
-                if first is None:
-                    self._seen[key] = name
-                elif first == name:
-                    split.duplicates += 1
-                else:
-                    self.across_splits += 1
+                self._count_copy(content_key(r), name, split)
             if self.tokenizer is not None:
                 texts = [_side_texts(r) for r in rows]
                 backend = self.tokenizer._tokenizer  # the Rust tokenizer (transformers and the light loader alike)
@@ -261,16 +270,15 @@ def _token_bucket(length: int) -> str:
     return f"{TOKEN_BUCKETS[-1]}+"
 
 
-class TokenStats:
+class TokenStats(_Copies):
     """Measures the Arrow splits of a tokenized or packed folder, column by column."""
 
     def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
         self.splits: dict[str, SplitMeasures] = {}
         self.ignore_index = ignore_index
         self.packing: dict[str, Any] | None = None
         self.task = "causal"
-        self._seen: dict[bytes, str] = {}
-        self.across_splits = 0
 
     def add_split(self, name: str, files: list[Path]) -> None:
         import hashlib
@@ -297,14 +305,7 @@ class TokenStats:
                 self.task = "classification"
             split.buckets.update(_token_bucket(n) for n in lengths.tolist())
             for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-                key = hashlib.blake2b(ids[a:b].tobytes(), digest_size=16).digest()
-                first = self._seen.get(key)
-                if first is None:
-                    self._seen[key] = name
-                elif first == name:
-                    split.duplicates += 1
-                else:
-                    self.across_splits += 1
+                self._count_copy(hashlib.blake2b(ids[a:b].tobytes(), digest_size=16).digest(), name, split)
 
     def _add_packs(self, seq: np.ndarray, seq_offsets: np.ndarray, offsets: np.ndarray) -> None:
         packs = self.packing or {"rows": 0, "sequences": 0, "real_tokens": 0, "longest": 0, "per_pack": Counter()}

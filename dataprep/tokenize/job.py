@@ -23,7 +23,7 @@ from dataprep import manifest as mf
 from dataprep.errors import UsageProblem
 from dataprep.io import Batch, read_batches
 from dataprep.manifest import InputFile, Manifest, SplitStats, Totals
-from dataprep.outdir import OutputDir
+from dataprep.outdir import FolderSink, OutputDir
 from dataprep.paths import check_paths, check_replaceable_folder
 from dataprep.stage import Rejected, StageReport, run
 from dataprep.tokenize.causal import CausalOptions
@@ -128,7 +128,7 @@ def _row_splits(batch: Batch) -> tuple[list[str | None], list[Rejected]]:
     return splits, rejected
 
 
-class DatasetSink:
+class DatasetSink(FolderSink):
     """Routes each tokenized batch to its split's Arrow file and counts tokens per split.
 
     ``close(ok=True)`` saves the DatasetDict, lets ``finalize`` add the manifest, card and tokenizer to the
@@ -136,11 +136,10 @@ class DatasetSink:
     """
 
     def __init__(self, out: OutputDir, encoder: Encoder, emit_for: str = emit.DEFAULT_TARGET) -> None:
-        self.out = out
+        super().__init__(out)
         self.encoder = encoder
         self.emit_for = emit_for
         self.splits: dict[str, SplitStats] = {}
-        self.finalize: Any = None
 
     def write(self, tokens: TokenizedBatch) -> None:
         splits = np.asarray(tokens.splits)
@@ -168,16 +167,6 @@ class DatasetSink:
                 assert s.supervised_tokens is not None and row_of_token is not None
                 s.supervised_tokens += int(supervised[row_of_token == name].sum())
 
-    def close(self, ok: bool) -> None:
-        if not ok:
-            self.out.abort()
-            return
-        try:
-            self.finalize(self)
-        except BaseException:
-            self.out.abort()
-            raise
-        self.out.commit()
 
 
 def _batches(inputs: list[InputFile], job: TokenizeJob, report: StageReport) -> Iterator[Batch]:
