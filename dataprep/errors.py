@@ -25,6 +25,7 @@ class InputError(DataprepError):
     def __init__(self, location: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"{location}: {message}", hint=hint)
         self.location = location
+        self.message = message  # without the location: what a reject's detail says
 
 
 class UsageProblem(DataprepError):

@@ -222,7 +222,7 @@ def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadReco
         except InputError as exc:
             if on_bad is None:
                 raise
-            on_bad(location, "invalid_utf8", str(exc).split(": ", 1)[-1], raw.decode("utf-8", "replace").rstrip("\n"))
+            on_bad(location, "invalid_utf8", exc.message, raw.decode("utf-8", "replace").rstrip("\n"))
             continue
         except json.JSONDecodeError as exc:
             _bad(on_bad, location, "malformed_json", f"malformed JSON at column {exc.colno}: {exc.msg}", text)

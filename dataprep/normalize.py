@@ -21,7 +21,6 @@ from dataprep.stage import Rejected, survivors
 STAGE = "normalize"
 FROM_FORMATS = (*formats.SOURCE_FORMATS, "auto")
 TO_FORMATS = ("canonical", "messages", "sharegpt", "alpaca")
-detect_format = formats.detect_format
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class NormalizeOptions:
         """These options with ``auto`` replaced by the format ``record`` has."""
         if self.source != "auto":
             return self
-        return NormalizeOptions(detect_format(record, self.columns), self.columns, self.tags, self.to)
+        return NormalizeOptions(formats.detect_schema(record, self.columns), self.columns, self.tags, self.to)
 
     @cached_property
     def read(self) -> formats.Reader:

@@ -292,7 +292,7 @@ def _check_file(path: str, validator: Any, timer: RecordTimer, report: Validatio
     except InputError as exc:
         result.unreadable = True
         report.unreadable.append(exc)
-        message = str(exc)[len(exc.location) + 2:]
+        message = exc.message
         report.problems.append(Problem(source, _location_line(exc, source), None, None, message))
         return
     if result.records == 0:

@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataprep.errors import UsageProblem
+from dataprep.formats import detect_schema
 from dataprep.io import dumps, read_records
-from dataprep.normalize import NormalizeOptions, detect_format, normalize_batch, parse_map
+from dataprep.normalize import NormalizeOptions, normalize_batch, parse_map
 from dataprep.records import CANONICAL_FIELDS, content_id, make_record
 from tests.conftest import FIXTURES, invoke
 
@@ -161,14 +162,14 @@ def test_quiet_silences_the_detection_message() -> None:
         (make_record(prompt="p", response="r"), "canonical"),
     ],
 )
-def test_detect_format(row: dict, fmt: str) -> None:
-    assert detect_format(row) == fmt
+def test_detect_schema(row: dict, fmt: str) -> None:
+    assert detect_schema(row) == fmt
 
 
-def test_detect_format_uses_the_map() -> None:
-    assert detect_format({"question": "q", "answer": "a"}, {"prompt": "question", "response": "answer"}) == "alpaca"
-    assert detect_format({"dialog": [{"from": "human"}]}, {"messages": "dialog"}) == "sharegpt"
-    assert detect_format({"dialog": [{"role": "user"}]}, {"messages": "dialog"}) == "messages"
+def test_detect_schema_uses_the_map() -> None:
+    assert detect_schema({"question": "q", "answer": "a"}, {"prompt": "question", "response": "answer"}) == "alpaca"
+    assert detect_schema({"dialog": [{"from": "human"}]}, {"messages": "dialog"}) == "sharegpt"
+    assert detect_schema({"dialog": [{"role": "user"}]}, {"messages": "dialog"}) == "messages"
 
 
 def test_auto_refuses_ambiguous_input() -> None:

@@ -37,7 +37,8 @@ def test_recipe_loads(recipe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def fixture_registry(tmp_path: Path) -> Path:
     """A dataset_info.json whose entry reads the alpaca fixture with LLaMA-Efficient-Tuning's history column."""
     info = tmp_path / "dataset_info.json"
-    info.write_text(json.dumps({"fixture": {"file_name": str(ALPACA), "columns": {
+    (tmp_path / ALPACA.name).write_bytes(ALPACA.read_bytes())  # a registry names files beside it
+    info.write_text(json.dumps({"fixture": {"file_name": ALPACA.name, "columns": {
         "prompt": "instruction", "query": "input", "response": "output", "history": "history"}}}))
     return info
 

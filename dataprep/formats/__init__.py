@@ -64,7 +64,7 @@ def writer(fmt: str) -> Writer:
     return ADAPTERS[fmt].write
 
 
-def detect_format(record: Mapping[str, Any], mapping: Mapping[str, str] | None = None) -> str:
+def detect_schema(record: Mapping[str, Any], mapping: Mapping[str, str] | None = None) -> str:
     """Tell the format from one row's keys; refuse (UsageProblem) when none or several fit.
 
     canonical needs every canonical field (what normalize writes); alpaca its prompt and response columns;

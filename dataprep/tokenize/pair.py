@@ -73,19 +73,17 @@ class PairClassifier:
     created = 0
 
     def __init__(self, tokenizer: Any, options: ClassifyOptions) -> None:
-        from tokenizers import Tokenizer
+        from dataprep.encoders import plain_copy
 
         self.tokenizer = tokenizer
         self.settings = options
         self.has_token_types = "token_type_ids" in tokenizer.model_input_names
         # private copies: truncation/padding are settings of a Rust tokenizer, and the encode thread must not see
         # them change under it
-        self.backend = Tokenizer.from_str(tokenizer._tokenizer.to_str())
-        self.backend.no_truncation()
-        self.backend.no_padding()
+        self.backend = plain_copy(tokenizer._tokenizer)
         self.cutter = None
         if options.max_length is not None and options.truncation == "history":
-            self.cutter = Tokenizer.from_str(self.backend.to_str())
+            self.cutter = plain_copy(self.backend)
             self.cutter.enable_truncation(options.max_length, strategy="longest_first")
         self.seen_labels: set[str] = set()
         fields = [("id", pa.string()), ("input_ids", pa.list_(pa.int32())), ("attention_mask", pa.list_(pa.int8()))]
