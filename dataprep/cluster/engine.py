@@ -1,0 +1,591 @@
+"""Running a :class:`~dataprep.cluster.job.ClusterJob` on Ray Data: the only module of dataprep that imports ray.
+
+The steps, each a Ray Data operation (Ray schedules them, shuffles the groupbys, spills what does not fit):
+
+1. the driver lists the inputs in recipe order and plans shards (:mod:`dataprep.shards`); a ``map_batches``
+   counts each JSONL shard's lines so every shard knows its first line's number;
+2. :class:`~dataprep.cluster.work.Scan` (``map_batches`` over an actor pool) reads every shard and keeps the keys;
+3. duplicates: ``groupby(source, content hash)`` names each row's representative; the representatives' band keys
+   are exploded and ``groupby(source, band)`` verifies candidate pairs; the driver keeps the first of each chain
+   (:func:`~dataprep.cluster.decide.keep_first`, over the verified pairs only);
+4. split: ``groupby(stratum).count()``, the quotas on the driver, ``groupby(group)`` ranks each group's rows;
+5. :class:`~dataprep.cluster.work.Produce` (actors that open the tokenizer once) applies the decisions and
+   tokenizes each shard; the driver mixes (:func:`dataprep.mix.mix`, a pure function of ids and the seed);
+6. :class:`~dataprep.cluster.work.WriteParts` writes the per-split Parquet parts; the driver writes the manifest,
+   the card and the tokenizer, and, when asked, the ``save_to_disk`` folder byte-identical to the local engine's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dataprep import shards as shardlib
+from dataprep.cluster import decide
+from dataprep.cluster.job import ClusterJob
+from dataprep.cluster.work import (
+    Decisions,
+    Produce,
+    Scan,
+    WriteParts,
+    merge_facts,
+    rebuild_error,
+    shard_row,
+    stratum_key,
+    worker_env,
+)
+from dataprep.errors import DataprepError, MissingExtra
+from dataprep.shards import Shard
+
+WORK = "_work"
+# hash partitions of each groupby: the key columns are small (tens of bytes a row), so a few partitions per
+# CPU suffice; Ray's default (200) costs seconds of scheduling on small inputs. The output never depends on it.
+SHUFFLE_PARTITIONS = 16
+
+
+@dataclass
+class ClusterResult:
+    lines: list[str]
+    manifest: Any
+    output: str
+    parts: dict[str, list[str]]
+
+
+def connect(address: str | None) -> Any:
+    """Join the cluster at ``address`` (``auto``: the one ``ray start`` runs here), or reuse the session's."""
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra("ray", "ray") from None
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address:
+            kwargs["address"] = address
+        ray.init(**kwargs)
+    import ray.data
+
+    import logging
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.enable_auto_log_stats = False
+    ctx.default_hash_shuffle_parallelism = SHUFFLE_PARTITIONS
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return ray
+
+
+def _actors(job: ClusterJob, ray: Any, cpus: float = 1) -> Any:
+    """An actor pool as large as the cluster's CPUs allow (or ``settings.workers``)."""
+    import ray.data
+
+    available = int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1))
+    size = max(1, min(job.settings.workers or available, available))
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=size)
+
+
+def _tables(ds: Any) -> pa.Table:
+    """A (small) dataset gathered on the driver as one table."""
+    import ray
+
+    refs = ds.to_arrow_refs()
+    tables = [t for t in ray.get(refs) if t.num_rows]
+    return pa.concat_tables(tables) if tables else None
+
+
+def _first_error(table: pa.Table | None, order: list[str]) -> None:
+    """Stop with the user error a single reader meets first: of the shard that comes first in input order."""
+    if table is None:
+        return
+    errors = table.filter(table.column("error").is_valid())
+    if errors.num_rows:
+        errors = errors.sort_by([(c, "ascending") for c in order])
+        raise rebuild_error(errors.column("error")[0].as_py())
+
+
+def plan(job: ClusterJob, ray: Any) -> list[Shard]:
+    """Every input's shards, in recipe and file order, with JSONL line numbers counted on the cluster."""
+    import ray.data
+
+    planned = [shardlib.plan_shards(s.index, s.path, s.input_format, split=s.split,
+                                    shard_bytes=job.settings.shard_bytes) for s in job.sources]
+    flat = [s for shards in planned for s in shards]
+    jsonl = [s for s in flat if s.fmt == "jsonl" and s.end >= 0]
+    counts: dict[tuple[int, int], int] = {}
+    if len(jsonl) > 1:
+        ds = ray.data.from_items([shard_row(s) for s in jsonl], override_num_blocks=len(jsonl))
+        counted = _tables(ds.map_batches(_count_lines, batch_format="pyarrow", batch_size=1))
+        for row in counted.to_pylist():
+            counts[(row["source"], row["index"])] = row["lines"]
+    out = []
+    for shards in planned:
+        if len(shards) > 1 and shards[0].fmt == "jsonl":
+            shards = shardlib.number_lines(shards, [counts[(s.source, s.index)] for s in shards])
+        out += shards
+    return out
+
+
+def _count_lines(batch: pa.Table) -> pa.Table:
+    rows = batch.to_pylist()
+    lines = [shardlib.count_lines(Shard(**{k: r[k] for k in Shard.__dataclass_fields__})) for r in rows]
+    return pa.table({"source": [r["source"] for r in rows], "index": [r["index"] for r in rows], "lines": lines})
+
+
+def resolve_formats(job: ClusterJob, shards: list[Shard]) -> list[str]:
+    """``normalize.from: auto`` is decided from a source's first record, as the local stage does: the driver
+    reads it, so every shard of the source normalizes the same way. Returns the formats detected."""
+    detected = []
+    for spec in job.sources:
+        if spec.normalize is None or spec.normalize.source != "auto":
+            continue
+        first = None
+        on_bad = (lambda *_: None) if job.on_error == "reject" else None
+        for shard in (s for s in shards if s.source == spec.index):
+            batch = next((b for b in shardlib.read_shard(shard, batch_size=16, on_bad=on_bad) if len(b)), None)
+            if batch is not None:
+                first = batch
+                break
+        if first is None:
+            continue
+        from dataprep.errors import UsageProblem
+
+        try:
+            spec.normalize = spec.normalize.resolved(first.records[0])
+        except UsageProblem as exc:
+            raise UsageProblem(f"{first.location(0)}: {exc}", hint=exc.hint) from None
+        detected.append(spec.normalize.source)
+    return detected
+
+
+def decide_rows(job: ClusterJob, scanned: Any, ray: Any) -> tuple[dict[tuple[int, int], Decisions], dict[str, Any]]:
+    """Duplicates and splits for every row, by shard; and the split's facts for the summary."""
+    decisions: dict[tuple[int, int], Decisions] = {}
+    facts: dict[str, Any] = {}
+
+    def at(source: int, pos: int) -> tuple[Decisions, int]:
+        key = (source, pos >> decide.SHARD_SHIFT)
+        return decisions.setdefault(key, Decisions()), pos & ((1 << decide.SHARD_SHIFT) - 1)
+
+    rows = scanned
+    if job.filter is not None and job.filter.dedup:
+        rows = scanned.groupby(["source", "chash"]).map_groups(decide.exact_group, batch_format="pyarrow").materialize()
+        near: dict[tuple[int, int], tuple[str, int]] = {}
+        if job.filter.dedup == "near":
+            import math
+
+            from dataprep.dedup import NUM_PERM
+
+            need = math.ceil(job.filter.threshold * NUM_PERM - 1e-9)
+            reps = rows.filter(expr="rep_pos == -1") if False else rows.map_batches(_reps, batch_format="pyarrow")
+            bands = reps.map_batches(decide.explode_bands, batch_format="pyarrow")
+            edges = _tables(bands.groupby(["source", "band"]).map_groups(
+                decide.band_pairs, batch_format="pyarrow", fn_kwargs={"need": need}))
+            near = decide.keep_first(edges) if edges is not None else {}
+        copies = _tables(rows.map_batches(_copies, batch_format="pyarrow"))
+        for (source, pos), (kept_id, equal) in near.items():
+            d, i = at(source, pos)
+            d.drop[i] = ("near_duplicate", _near_detail(kept_id, equal))
+        if copies is not None:
+            for source, pos, rep_pos, rep_id in zip(*(copies.column(c).to_pylist()
+                                                      for c in ("source", "pos", "rep_pos", "rep_id")), strict=True):
+                d, i = at(source, pos)
+                found = near.get((source, rep_pos))
+                d.drop[i] = ("near_duplicate", _near_detail(*found)) if found else (
+                    "duplicate", f"same content as kept id {rep_id}")
+        dropped = {(s, (k << decide.SHARD_SHIFT) | i) for (s, k), d in decisions.items() for i in d.drop}
+    else:
+        dropped = set()
+    if job.split is not None:
+        facts = _split(job, rows, dropped, at)
+    return decisions, facts
+
+
+def _near_detail(kept_id: str, equal: int) -> str:
+    from dataprep.dedup import NUM_PERM
+    from dataprep.filter import RULE
+    from dataprep.dedup import Match
+
+    return RULE["near_duplicate"].detail(Match(kept_id, equal / NUM_PERM), None)
+
+
+def _reps(batch: pa.Table) -> pa.Table:
+    return batch.filter(np.asarray(batch.column("rep_pos")) == -1)
+
+
+def _copies(batch: pa.Table) -> pa.Table:
+    return batch.filter(np.asarray(batch.column("rep_pos")) != -1).select(["source", "pos", "rep_pos", "rep_id"])
+
+
+def _split(job: ClusterJob, rows: Any, dropped: set[tuple[int, int]],
+           at: Callable[[int, int], tuple[Decisions, int]]) -> dict[str, Any]:
+    from dataprep.split import plan_quotas
+
+    assert job.split is not None
+    keep = _Keep(dropped)
+    placed = rows.map_batches(keep, batch_format="pyarrow").materialize()
+    counted = _tables(placed.groupby("stratum").count())
+    strata = {} if counted is None else {stratum_key(k): int(n) for k, n in zip(
+        counted.column("stratum").to_pylist(), counted.column("count()").to_pylist(), strict=True)}
+    quotas = plan_quotas(strata, job.split)
+    groups = {json.dumps(list(key), ensure_ascii=False): g for key, g in quotas.group_of.items()}
+    if sum(quotas.val) + sum(quotas.test):
+        grouped = placed.map_batches(_Group(groups), batch_format="pyarrow")
+        held = _tables(grouped.groupby("group").map_groups(
+            decide.rank_group, batch_format="pyarrow", fn_kwargs={"val": quotas.val, "test": quotas.test}))
+        if held is not None:
+            for source, pos, code in zip(*(held.column(c).to_pylist() for c in ("source", "pos", "code")),
+                                         strict=True):
+                d, i = at(source, pos)
+                d.held[i] = decide.HELD_OUT[code]
+    facts: dict[str, Any] = dict(quotas.counts)
+    if quotas.merges:
+        facts["merged"] = "; ".join(quotas.merges)
+    return facts
+
+
+class _Keep:
+    """Rows that reach split: not dropped as duplicates, with a stratum."""
+
+    def __init__(self, dropped: set[tuple[int, int]]) -> None:
+        self.dropped = dropped
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = batch.select(["source", "pos", "stratum", "primary", "tie"])
+        mask = [s is not None and (src, p) not in self.dropped for src, p, s in zip(
+            batch.column("source").to_pylist(), batch.column("pos").to_pylist(), batch.column("stratum").to_pylist(),
+            strict=True)]
+        return batch.filter(pa.array(mask, pa.bool_()))
+
+
+class _Group:
+    def __init__(self, groups: dict[str, int]) -> None:
+        self.groups = groups
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return batch.append_column("group", pa.array([self.groups[s] for s in batch.column("stratum").to_pylist()],
+                                                     pa.int32()))
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+
+class Target:
+    """Where the parts go: a hidden folder beside a local output (swapped in whole at the end), or the URI itself
+    (object stores have no rename: the manifest is written last, so a folder without it is unfinished)."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self.staging = None
+        if shardlib.is_uri(output):
+            self.root = output.rstrip("/")
+        else:
+            from dataprep.outdir import Staging
+
+            self.staging = Staging(output)
+            self.root = str(self.staging.path)
+        self.work = f"{self.root}/{WORK}"
+
+    def commit(self) -> None:
+        fs, root = shardlib.filesystem(self.work)
+        with contextlib.suppress(OSError):
+            fs.delete_dir(root)
+        if self.staging is not None:
+            self.staging.commit()
+
+    def abort(self) -> None:
+        if self.staging is not None:
+            self.staging.abort()
+
+
+def execute(job: ClusterJob, *, echo: Callable[[str], None] = lambda _: None) -> ClusterResult:
+    """Run ``job`` on the cluster; see the module docstring for the steps."""
+    ray = connect(job.settings.address)
+    import ray.data
+
+    started = time.perf_counter()
+    if job.tokenize.task != "causal":
+        raise DataprepError("--engine ray runs causal-LM tokenize jobs; classification runs on the local engine")
+    shards = plan(job, ray)
+    detected = resolve_formats(job, shards)
+    descriptors = [shard_row(s) for s in shards]
+
+    scanned = ray.data.from_items(descriptors, override_num_blocks=len(descriptors)).map_batches(
+        Scan, batch_format="pyarrow", batch_size=1, fn_constructor_kwargs={"job": job},
+        compute=_actors(job, ray)).materialize()
+    _first_error(_tables(scanned.filter(expr="error IS NOT NULL") if False else scanned.map_batches(
+        _errors, batch_format="pyarrow")), ["source", "pos"])
+    decisions, split_facts = decide_rows(job, scanned, ray)
+
+    target = Target(job.output)
+    try:
+        fs, work = shardlib.filesystem(target.work)
+        fs.create_dir(f"{work}/tokens", recursive=True)
+        for d in descriptors:
+            d["decisions"] = decisions.get((d["source"], d["index"]), Decisions()).to_json()
+        env = worker_env(job.settings.cpus_per_worker)
+        produced = _tables(ray.data.from_items(descriptors, override_num_blocks=len(descriptors)).map_batches(
+            Produce, batch_format="pyarrow", batch_size=1,
+            fn_constructor_kwargs={"job": job, "work": target.work},
+            compute=_actors(job, ray, job.settings.cpus_per_worker), num_cpus=job.settings.cpus_per_worker,
+            runtime_env={"env_vars": env}))
+        _first_error(produced, ["source", "shard"])
+        result = _finish(job, target, shards, produced, split_facts, detected, ray, started)
+    except BaseException:
+        target.abort()
+        raise
+    return result
+
+
+def _errors(batch: pa.Table) -> pa.Table:
+    return batch.filter(batch.column("error").is_valid())
+
+
+def _finish(job: ClusterJob, target: Target, shards: list[Shard], produced: pa.Table, split_facts: dict[str, Any],
+            detected: list[str], ray: Any, started: float) -> ClusterResult:
+    import ray.data
+
+    from dataprep import emit
+    from dataprep.mix import SourceRows, mix
+    from dataprep.tokenize.job import encoder_for
+    from dataprep.tokenizer_io import open_tokenizer
+
+    facts = produced.filter(np.asarray(produced.column("n")) == -1)
+    rows = produced.filter(np.asarray(produced.column("n")) >= 0).sort_by(
+        [("source", "ascending"), ("shard", "ascending"), ("n", "ascending")])
+    stage_facts = merge_facts([json.loads(f) for f in facts.column("facts").to_pylist()])
+    source_of = np.asarray(rows.column("source"))
+    mixture_rows = []
+    for spec in job.sources:
+        mine = rows.filter(pa.array(source_of == spec.index))
+        mixture_rows.append(SourceRows(spec.name, mine.column("id").to_pylist(), mine.column("split").to_pylist(),
+                                       np.asarray(mine.column("length"), dtype=np.int64), spec.target))
+    mixture = mix(mixture_rows, job.mix_seed, job.mix_rows)
+    counts = np.concatenate([m.counts for m in mixture]) if mixture else np.zeros(0, dtype=np.int64)
+
+    tokenizer = open_tokenizer(job.tokenize.tokenizer, trust_remote_code=job.tokenize.trust_remote_code)
+    encoder, template = encoder_for(job.tokenize, tokenizer)
+    schema = emit.schema_for(job.tokenize.emit_for, encoder.schema)
+    shard_of = np.asarray(rows.column("shard"))
+    write = []
+    for s in shards:
+        mine = (source_of == s.source) & (shard_of == s.index)
+        write.append({"source": s.source, "index": s.index, "counts": counts[mine].astype(np.int64).tobytes()})
+    ray.get(ray.data.from_items(write, override_num_blocks=len(write)).map_batches(
+        WriteParts, batch_format="pyarrow", batch_size=1,
+        fn_constructor_kwargs={"job": job, "work": target.work, "out": target.root, "schema": encoder.schema},
+        compute=_actors(job, ray)).to_arrow_refs())
+
+    manifest, report = _manifest(job, tokenizer, encoder, template, rows, counts, mixture, stage_facts)
+    parts = _write_folder(job, target, tokenizer, manifest, rows, counts, schema)
+    target.commit()
+    if job.save_to_disk is not None:
+        assemble(job.output, job.save_to_disk)
+    elapsed = time.perf_counter() - started
+    lines = _summary(job, stage_facts, split_facts, detected, mixture, manifest, report, elapsed)
+    return ClusterResult(lines, manifest, job.output, parts)
+
+
+def _manifest(job: ClusterJob, tokenizer: Any, encoder: Any, template: Any, rows: pa.Table, counts: np.ndarray,
+              mixture: list[Any], stage_facts: dict[str, Any]) -> tuple[Any, Any]:
+    from dataprep.manifest import SplitStats, Totals
+    from dataprep.stage import StageReport
+    from dataprep.tokenize.job import dataset_manifest
+
+    manifest = dataset_manifest(job.tokenize, tokenizer, encoder, key=job.key,
+                                tokenizer_sha256=_tokenizer_sha(job, tokenizer), template_facts=template,
+                                inputs=job.inputs)
+    if job.mixture:
+        manifest.mixture = {"seed": job.mix_seed, "sources": {m.name: m.fact() for m in mixture}}
+    splits = np.asarray(rows.column("split").to_pylist(), dtype=object)
+    lengths = np.asarray(rows.column("length"), dtype=np.int64)
+    truncated = np.asarray(rows.column("truncated"), dtype=bool)
+    supervised = np.asarray(rows.column("supervised"), dtype=np.int64)
+    from dataprep.manifest import split_order
+
+    stats = {}
+    for name in split_order(sorted({s for s, c in zip(splits.tolist(), counts.tolist(), strict=True) if c})):
+        mine = (splits == name) & (counts > 0)
+        c = counts[mine]
+        stats[name] = SplitStats(rows=int(c.sum()), tokens=int((c * lengths[mine]).sum()),
+                                 supervised_tokens=int((c * supervised[mine]).sum()),
+                                 truncated=int((c * truncated[mine]).sum()), longest=int(lengths[mine].max()))
+    manifest.splits = stats
+    tok = stage_facts.get("stages", {}).get("tokenize", {"rows_in": 0, "rows_out": 0, "created": 0, "reasons": {}})
+    report = StageReport("tokenize")
+    report.rows_in = tok["rows_in"]
+    report.reasons = Counter(tok["reasons"])
+    report.rows_out = int(counts.sum())
+    report.created = tok.get("created", 0)
+    manifest.rejected = dict(sorted(report.reasons.items()))
+    values = list(stats.values())
+    manifest.totals = Totals(rows_in=report.rows_in, rows_out=report.rows_out, rejected=report.rejected,
+                             truncated=sum(s.truncated for s in values), tokens=sum(s.tokens for s in values),
+                             supervised_tokens=sum(s.supervised_tokens or 0 for s in values))
+    describe = stage_facts.get("describe") or encoder.describe()
+    manifest.encoder = describe.get("encoder")
+    manifest.self_check = describe.get("self_check")
+    return manifest, report
+
+
+def _tokenizer_sha(job: ClusterJob, tokenizer: Any) -> dict[str, str]:
+    from dataprep.tokenizer_io import tokenizer_files_sha256
+
+    return tokenizer_files_sha256(job.tokenize.tokenizer, tokenizer)
+
+
+def _write_folder(job: ClusterJob, target: Target, tokenizer: Any, manifest: Any, rows: pa.Table,
+                  counts: np.ndarray, schema: pa.Schema) -> dict[str, list[str]]:
+    """The driver's files beside the parts: ids (for layouts without them), tokenizer, card, manifest last."""
+    from dataprep import emit
+    from dataprep import manifest as mf
+    from dataprep.card import write_card
+    from dataprep.tokenizer_io import save_tokenizer
+
+    fs, root = shardlib.filesystem(target.root)
+    with tempfile.TemporaryDirectory(prefix="dataprep-ray-") as tmp:
+        local = Path(tmp)
+        if emit.layout(job.tokenize.emit_for).ids_beside:
+            (local / emit.IDS_DIR).mkdir()
+            splits = rows.column("split").to_pylist()
+            ids = rows.column("id").to_pylist()
+            for name in manifest.splits:
+                repeated = [i for i, s, c in zip(ids, splits, counts.tolist(), strict=True) if s == name
+                            for _ in range(c)]
+                (local / emit.IDS_DIR / f"{name}.jsonl").write_text(emit.ids_lines(repeated), encoding="utf-8")
+        save_tokenizer(tokenizer, local / mf.TOKENIZER_DIR)
+        write_card(local, manifest, job.output)
+        mf.write_manifest(local, manifest)
+        (local / mf.MANIFEST).rename(local.parent / f"{local.name}.manifest")
+        _upload(local, fs, root)
+        _upload_file(local.parent / f"{local.name}.manifest", fs, f"{root}/{mf.MANIFEST}")
+    parts = {}
+    for name in manifest.splits:
+        selector = __import__("pyarrow.fs", fromlist=["FileSelector"]).FileSelector(f"{root}/{name}")
+        parts[name] = sorted(Path(i.path).name for i in fs.get_file_info(selector))
+    return parts
+
+
+def _upload(local: Path, fs: Any, root: str) -> None:
+    for path in sorted(local.rglob("*")):
+        rel = path.relative_to(local).as_posix()
+        if path.is_dir():
+            fs.create_dir(f"{root}/{rel}", recursive=True)
+        else:
+            _upload_file(path, fs, f"{root}/{rel}")
+
+
+def _upload_file(path: Path, fs: Any, where: str) -> None:
+    with open(path, "rb") as src, fs.open_output_stream(where) as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def _summary(job: ClusterJob, stage_facts: dict[str, Any], split_facts: dict[str, Any], detected: list[str],
+             mixture: list[Any], manifest: Any, report: Any, elapsed: float) -> list[str]:
+    lines = []
+    for stage in job.stages:
+        counts = stage_facts.get("stages", {}).get(stage)
+        if counts is None:
+            continue
+        reasons = counts["reasons"]
+        text = f"{stage}: {counts['rows_in']:,} in, {counts['rows_out']:,} out, {sum(reasons.values()):,} rejected"
+        if reasons:
+            text += " (" + ", ".join(f"{r}: {n:,}" for r, n in sorted(reasons.items())) + ")"
+        extra = {}
+        if stage == "normalize" and len(set(detected)) == 1:
+            extra["format"] = detected[0]
+        if stage == "split":
+            extra.update(split_facts)
+        if stage == "tokenize":
+            extra["tokens"] = f"{manifest.totals.tokens:,}"
+        if extra:
+            text += "; " + ", ".join(f"{k}: {v}" for k, v in extra.items())
+        lines.append(text)
+    splits = " ".join(f"{name}={s.rows:,}" for name, s in manifest.splits.items())
+    lines.append(f"run: wrote {job.output} on ray ({splits}; {manifest.totals.tokens:,} tokens) in {elapsed:.1f}s")
+    return lines
+
+
+# -- the save_to_disk folder -------------------------------------------------------------------------------------
+
+def assemble(parts_folder: str, outdir: str) -> Path:
+    """The ``save_to_disk`` DatasetDict folder ``dataprep train`` reads, from a cluster run's Parquet parts: the
+    same files, byte for byte, as the local engine writes for the same recipe (the parts are read in name order,
+    which is input order, and :class:`~dataprep.outdir.OutputDir` cuts batches by row count alone)."""
+    import pyarrow.parquet as pq
+
+    from dataprep import emit
+    from dataprep import manifest as mf
+    from dataprep.outdir import OutputDir
+    from dataprep.paths import check_replaceable_folder
+
+    fs, root = shardlib.filesystem(parts_folder)
+    with fs.open_input_stream(f"{root}/{mf.MANIFEST}") as f:
+        manifest = mf.Manifest.from_dict(json.loads(f.read().decode("utf-8")))
+    import pyarrow.fs as pafs
+
+    from dataprep.tokenize.layout import CAUSAL_SCHEMA
+
+    check_replaceable_folder(outdir, mf.MANIFEST)
+    schema = emit.schema_for(manifest.emit_for, CAUSAL_SCHEMA)  # Parquet names list items "element"
+    files = {}
+    for name in manifest.splits:
+        infos = fs.get_file_info(pafs.FileSelector(f"{root}/{name}"))
+        files[name] = sorted(i.path for i in infos if i.path.endswith(".parquet"))
+    out = OutputDir(outdir, schema)
+    try:
+        for name, paths in files.items():
+            for path in paths:
+                for batch in pq.ParquetFile(path, filesystem=fs).iter_batches():
+                    out.write(name, batch.cast(schema))
+        out.finish_splits(manifest.key)
+        for extra in (mf.TOKENIZER_DIR, emit.IDS_DIR):
+            _download(fs, f"{root}/{extra}", out.staging / extra)
+        for name in (mf.MANIFEST, mf.CARD):
+            _download_file(fs, f"{root}/{name}", out.staging / name)
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+    return Path(outdir)
+
+
+def _download(fs: Any, where: str, local: Path) -> None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(where).type == pafs.FileType.NotFound:
+        return
+    for info in fs.get_file_info(pafs.FileSelector(where, recursive=True)):
+        rel = info.path[len(where):].lstrip("/")
+        if info.type == pafs.FileType.Directory:
+            (local / rel).mkdir(parents=True, exist_ok=True)
+        else:
+            _download_file(fs, info.path, local / rel)
+
+
+def _download_file(fs: Any, where: str, local: Path) -> None:
+    local.parent.mkdir(parents=True, exist_ok=True)
+    with fs.open_input_stream(where) as src, open(local, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def iter_parts(folder: str, split: str) -> Iterator[pa.RecordBatch]:
+    """The rows of one split of a cluster run's output, in order (part names are input order)."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, root = shardlib.filesystem(folder)
+    for info in sorted(fs.get_file_info(pafs.FileSelector(f"{root}/{split}")), key=lambda i: i.path):
+        yield from pq.ParquetFile(info.path, filesystem=fs).iter_batches()
+
+
+_ = replace
