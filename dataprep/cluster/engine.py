@@ -49,9 +49,7 @@ from dataprep.errors import DataprepError, MissingExtra
 from dataprep.shards import Shard
 
 WORK = "_work"
-# hash partitions of each groupby: the key columns are small (tens of bytes a row), so a few partitions per
-# CPU suffice; Ray's default (200) costs seconds of scheduling on small inputs. The output never depends on it.
-SHUFFLE_PARTITIONS = 16
+SHUFFLE_PARTITIONS = 64
 
 
 @dataclass
@@ -69,7 +67,10 @@ def connect(address: str | None) -> Any:
     except ImportError:
         raise MissingExtra("ray", "ray") from None
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        import logging
+
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "logging_level": logging.WARNING}
         if address:
             kwargs["address"] = address
         ray.init(**kwargs)
@@ -81,8 +82,7 @@ def connect(address: str | None) -> Any:
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
     ctx.enable_auto_log_stats = False
-    ctx.default_hash_shuffle_parallelism = SHUFFLE_PARTITIONS
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     return ray
 
 
@@ -95,13 +95,19 @@ def _actors(job: ClusterJob, ray: Any, cpus: float = 1) -> Any:
     return ray.data.ActorPoolStrategy(min_size=1, max_size=size)
 
 
-def _tables(ds: Any) -> pa.Table:
-    """A (small) dataset gathered on the driver as one table."""
+def _tables(ds: Any) -> pa.Table | None:
+    """A (small) dataset gathered on the driver as one table (None when it has no rows)."""
     import ray
 
-    refs = ds.to_arrow_refs()
-    tables = [t for t in ray.get(refs) if t.num_rows]
+    tables = [t for t in ray.get(ds.materialize().to_arrow_refs()) if t.num_rows]
     return pa.concat_tables(tables) if tables else None
+
+
+def _partitions(rows: int) -> int:
+    """Hash partitions for a groupby over ``rows`` key rows: about 100,000 rows each, at most
+    :data:`SHUFFLE_PARTITIONS`. Ray's default (200) costs seconds of scheduling on small inputs; the output
+    never depends on it."""
+    return max(1, min(SHUFFLE_PARTITIONS, rows // 100_000))
 
 
 def _first_error(table: pa.Table | None, order: list[str]) -> None:
@@ -178,8 +184,10 @@ def decide_rows(job: ClusterJob, scanned: Any, ray: Any) -> tuple[dict[tuple[int
         return decisions.setdefault(key, Decisions()), pos & ((1 << decide.SHARD_SHIFT) - 1)
 
     rows = scanned
+    parts = _partitions(scanned.count())
     if job.filter is not None and job.filter.dedup:
-        rows = scanned.groupby(["source", "chash"]).map_groups(decide.exact_group, batch_format="pyarrow").materialize()
+        rows = scanned.groupby(["source", "chash"], num_partitions=parts).map_groups(
+            decide.exact_group, batch_format="pyarrow").materialize()
         near: dict[tuple[int, int], tuple[str, int]] = {}
         if job.filter.dedup == "near":
             import math
@@ -187,9 +195,9 @@ def decide_rows(job: ClusterJob, scanned: Any, ray: Any) -> tuple[dict[tuple[int
             from dataprep.dedup import NUM_PERM
 
             need = math.ceil(job.filter.threshold * NUM_PERM - 1e-9)
-            reps = rows.filter(expr="rep_pos == -1") if False else rows.map_batches(_reps, batch_format="pyarrow")
-            bands = reps.map_batches(decide.explode_bands, batch_format="pyarrow")
-            edges = _tables(bands.groupby(["source", "band"]).map_groups(
+            bands = rows.map_batches(_reps, batch_format="pyarrow").map_batches(decide.explode_bands,
+                                                                                batch_format="pyarrow")
+            edges = _tables(bands.groupby(["source", "band"], num_partitions=parts).map_groups(
                 decide.band_pairs, batch_format="pyarrow", fn_kwargs={"need": need}))
             near = decide.keep_first(edges) if edges is not None else {}
         copies = _tables(rows.map_batches(_copies, batch_format="pyarrow"))
@@ -207,7 +215,7 @@ def decide_rows(job: ClusterJob, scanned: Any, ray: Any) -> tuple[dict[tuple[int
     else:
         dropped = set()
     if job.split is not None:
-        facts = _split(job, rows, dropped, at)
+        facts = _split(job, rows, dropped, at, parts)
     return decisions, facts
 
 
@@ -228,20 +236,20 @@ def _copies(batch: pa.Table) -> pa.Table:
 
 
 def _split(job: ClusterJob, rows: Any, dropped: set[tuple[int, int]],
-           at: Callable[[int, int], tuple[Decisions, int]]) -> dict[str, Any]:
+           at: Callable[[int, int], tuple[Decisions, int]], parts: int) -> dict[str, Any]:
     from dataprep.split import plan_quotas
 
     assert job.split is not None
     keep = _Keep(dropped)
     placed = rows.map_batches(keep, batch_format="pyarrow").materialize()
-    counted = _tables(placed.groupby("stratum").count())
+    counted = _tables(placed.groupby("stratum", num_partitions=parts).count())
     strata = {} if counted is None else {stratum_key(k): int(n) for k, n in zip(
         counted.column("stratum").to_pylist(), counted.column("count()").to_pylist(), strict=True)}
     quotas = plan_quotas(strata, job.split)
     groups = {json.dumps(list(key), ensure_ascii=False): g for key, g in quotas.group_of.items()}
     if sum(quotas.val) + sum(quotas.test):
         grouped = placed.map_batches(_Group(groups), batch_format="pyarrow")
-        held = _tables(grouped.groupby("group").map_groups(
+        held = _tables(grouped.groupby("group", num_partitions=parts).map_groups(
             decide.rank_group, batch_format="pyarrow", fn_kwargs={"val": quotas.val, "test": quotas.test}))
         if held is not None:
             for source, pos, code in zip(*(held.column(c).to_pylist() for c in ("source", "pos", "code")),
@@ -322,8 +330,7 @@ def execute(job: ClusterJob, *, echo: Callable[[str], None] = lambda _: None) ->
     scanned = ray.data.from_items(descriptors, override_num_blocks=len(descriptors)).map_batches(
         Scan, batch_format="pyarrow", batch_size=1, fn_constructor_kwargs={"job": job},
         compute=_actors(job, ray)).materialize()
-    _first_error(_tables(scanned.filter(expr="error IS NOT NULL") if False else scanned.map_batches(
-        _errors, batch_format="pyarrow")), ["source", "pos"])
+    _first_error(_tables(scanned.map_batches(_errors, batch_format="pyarrow")), ["source", "pos"])
     decisions, split_facts = decide_rows(job, scanned, ray)
 
     target = Target(job.output)
@@ -511,7 +518,8 @@ def _summary(job: ClusterJob, stage_facts: dict[str, Any], split_facts: dict[str
             text += "; " + ", ".join(f"{k}: {v}" for k, v in extra.items())
         lines.append(text)
     splits = " ".join(f"{name}={s.rows:,}" for name, s in manifest.splits.items())
-    lines.append(f"run: wrote {job.output} on ray ({splits}; {manifest.totals.tokens:,} tokens) in {elapsed:.1f}s")
+    command = "run" if job.mixture else "tokenize"
+    lines.append(f"{command}: wrote {job.output} on ray ({splits}; {manifest.totals.tokens:,} tokens) in {elapsed:.1f}s")
     return lines
 
 
