@@ -27,8 +27,8 @@ from typing import IO, Any
 from dataprep.errors import InputError
 from dataprep.io import (
     DEFAULT_BATCH_SIZE,
-    Batch,
     BadRecordHandler,
+    Batch,
     _arrow_batches,
     _read_delimited,
     _read_json_array,

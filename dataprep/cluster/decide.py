@@ -129,6 +129,27 @@ def keep_first(edges: pa.Table) -> dict[tuple[int, int], tuple[str, int]]:
     return dropped
 
 
+def findings(copies: pa.Table | None, near: dict[tuple[int, int], tuple[str, int]]) -> dict[tuple[int, int],
+                                                                                         tuple[str, str]]:
+    """``(source, pos) -> (reason, detail)`` of every row filter's duplicate rules drop, in the words of
+    :data:`dataprep.filter.RULES`: near duplicates (from :func:`keep_first`), and copies (rows of
+    :func:`exact_group` with a representative), which share their representative's fate."""
+    from dataprep.dedup import Match
+    from dataprep.filter import RULE
+
+    def near_detail(kept_id: str, equal: int) -> tuple[str, str]:
+        return "near_duplicate", RULE["near_duplicate"].detail(Match(kept_id, equal / NUM_PERM), None)
+
+    out = {key: near_detail(*found) for key, found in near.items()}
+    if copies is not None:
+        columns = (copies.column(c).to_pylist() for c in ("source", "pos", "rep_pos", "rep_id"))
+        for source, pos, rep_pos, rep_id in zip(*columns, strict=True):
+            found = near.get((source, rep_pos))
+            out[(source, pos)] = near_detail(*found) if found else (
+                "duplicate", RULE["duplicate"].detail(rep_id, None))
+    return out
+
+
 def rank_group(group: pa.Table, val: np.ndarray, test: np.ndarray) -> pa.Table:
     """One split group's held-out rows: ranked by ``(primary, tie, source, pos)``, the first ``val[g]`` go to
     validation and the next ``test[g]`` to test (as :func:`dataprep.split.assign` ranks them)."""

@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +74,9 @@ def connect(address: str | None) -> Any:
         if address:
             kwargs["address"] = address
         ray.init(**kwargs)
-    import ray.data
-
     import logging
+
+    import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -88,8 +88,6 @@ def connect(address: str | None) -> Any:
 
 def _actors(job: ClusterJob, ray: Any, cpus: float = 1) -> Any:
     """An actor pool as large as the cluster's CPUs allow (or ``settings.workers``)."""
-    import ray.data
-
     available = int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1))
     size = max(1, min(job.settings.workers or available, available))
     return ray.data.ActorPoolStrategy(min_size=1, max_size=size)
@@ -122,8 +120,6 @@ def _first_error(table: pa.Table | None, order: list[str]) -> None:
 
 def plan(job: ClusterJob, ray: Any) -> list[Shard]:
     """Every input's shards, in recipe and file order, with JSONL line numbers counted on the cluster."""
-    import ray.data
-
     planned = [shardlib.plan_shards(s.index, s.path, s.input_format, split=s.split,
                                     shard_bytes=job.settings.shard_bytes) for s in job.sources]
     flat = [s for shards in planned for s in shards]
@@ -201,30 +197,15 @@ def decide_rows(job: ClusterJob, scanned: Any, ray: Any) -> tuple[dict[tuple[int
                 decide.band_pairs, batch_format="pyarrow", fn_kwargs={"need": need}))
             near = decide.keep_first(edges) if edges is not None else {}
         copies = _tables(rows.map_batches(_copies, batch_format="pyarrow"))
-        for (source, pos), (kept_id, equal) in near.items():
+        for (source, pos), finding in decide.findings(copies, near).items():
             d, i = at(source, pos)
-            d.drop[i] = ("near_duplicate", _near_detail(kept_id, equal))
-        if copies is not None:
-            for source, pos, rep_pos, rep_id in zip(*(copies.column(c).to_pylist()
-                                                      for c in ("source", "pos", "rep_pos", "rep_id")), strict=True):
-                d, i = at(source, pos)
-                found = near.get((source, rep_pos))
-                d.drop[i] = ("near_duplicate", _near_detail(*found)) if found else (
-                    "duplicate", f"same content as kept id {rep_id}")
+            d.drop[i] = finding
         dropped = {(s, (k << decide.SHARD_SHIFT) | i) for (s, k), d in decisions.items() for i in d.drop}
     else:
         dropped = set()
     if job.split is not None:
         facts = _split(job, rows, dropped, at, parts)
     return decisions, facts
-
-
-def _near_detail(kept_id: str, equal: int) -> str:
-    from dataprep.dedup import NUM_PERM
-    from dataprep.filter import RULE
-    from dataprep.dedup import Match
-
-    return RULE["near_duplicate"].detail(Match(kept_id, equal / NUM_PERM), None)
 
 
 def _reps(batch: pa.Table) -> pa.Table:
@@ -318,8 +299,6 @@ class Target:
 def execute(job: ClusterJob, *, echo: Callable[[str], None] = lambda _: None) -> ClusterResult:
     """Run ``job`` on the cluster; see the module docstring for the steps."""
     ray = connect(job.settings.address)
-    import ray.data
-
     started = time.perf_counter()
     if job.tokenize.task != "causal":
         raise DataprepError("--engine ray runs causal-LM tokenize jobs; classification runs on the local engine")
@@ -359,8 +338,6 @@ def _errors(batch: pa.Table) -> pa.Table:
 
 def _finish(job: ClusterJob, target: Target, shards: list[Shard], produced: pa.Table, split_facts: dict[str, Any],
             detected: list[str], ray: Any, started: float) -> ClusterResult:
-    import ray.data
-
     from dataprep import emit
     from dataprep.mix import SourceRows, mix
     from dataprep.tokenize.job import encoder_for
@@ -471,15 +448,13 @@ def _write_folder(job: ClusterJob, target: Target, tokenizer: Any, manifest: Any
                 (local / emit.IDS_DIR / f"{name}.jsonl").write_text(emit.ids_lines(repeated), encoding="utf-8")
         save_tokenizer(tokenizer, local / mf.TOKENIZER_DIR)
         write_card(local, manifest, job.output)
-        mf.write_manifest(local, manifest)
-        (local / mf.MANIFEST).rename(local.parent / f"{local.name}.manifest")
         _upload(local, fs, root)
-        _upload_file(local.parent / f"{local.name}.manifest", fs, f"{root}/{mf.MANIFEST}")
-    parts = {}
-    for name in manifest.splits:
-        selector = __import__("pyarrow.fs", fromlist=["FileSelector"]).FileSelector(f"{root}/{name}")
-        parts[name] = sorted(Path(i.path).name for i in fs.get_file_info(selector))
-    return parts
+        mf.write_manifest(local, manifest)  # last: on an object store, a folder without it is unfinished
+        _upload_file(local / mf.MANIFEST, fs, f"{root}/{mf.MANIFEST}")
+    import pyarrow.fs as pafs
+
+    return {name: sorted(Path(i.path).name for i in fs.get_file_info(pafs.FileSelector(f"{root}/{name}")))
+            for name in manifest.splits}
 
 
 def _upload(local: Path, fs: Any, root: str) -> None:
@@ -595,5 +570,3 @@ def iter_parts(folder: str, split: str) -> Iterator[pa.RecordBatch]:
     for info in sorted(fs.get_file_info(pafs.FileSelector(f"{root}/{split}")), key=lambda i: i.path):
         yield from pq.ParquetFile(info.path, filesystem=fs).iter_batches()
 
-
-_ = replace
