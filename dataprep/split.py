@@ -321,7 +321,6 @@ class Splitter:
         return rejected
 
     def _codes(self) -> np.ndarray:
-        n = sum(len(a) for a in self._rows_strata)
         stratum_of_row = np.concatenate(self._rows_strata) if self._rows_strata else np.zeros(0, np.int32)
         self._rows_strata = []
         primary = np.concatenate(self._primary) if self._primary else np.zeros(0, ">u8")

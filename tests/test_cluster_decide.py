@@ -22,7 +22,7 @@ from dataprep.shingles import conversation_text
 from dataprep.split import SplitOptions, Splitter, parse_size, plan_quotas
 from dataprep.tokenize.job import TokenizeJob
 
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau"]
 
 
 def _texts(seed: int = 5) -> list[dict]:

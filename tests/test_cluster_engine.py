@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dataprep.cache import Cache
-from dataprep.cluster.engine import assemble, execute
+from dataprep.cluster.engine import execute
 from dataprep.cluster.job import Settings, from_plan
 from dataprep.recipe import load_recipe
 from dataprep.runner import plan

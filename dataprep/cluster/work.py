@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -306,25 +306,29 @@ class Produce:
         tally = Tally(keep=job.rejects is not None)
         before = _counters(self.encoder)
         stage = TokenizeStage(self.encoder)
-        tokens: list[Any] = []
-        try:
-            for batch in self.stages.run(shard, tally):
-                batch = self._decide(batch, decisions, tally)
-                if not len(batch):
-                    continue
-                kept, rejected = stage.process(batch)
-                self._tokenized(batch, kept, rejected, tally, tokens)
-            for kept, rejected in stage.finish():
-                self._tokenized(None, kept, rejected, tally, tokens)
-        finally:
-            stage.close()
+        rows = _Rows()
+        fs, root = filesystem(self.work)
+        schema = tokens_schema(self.encoder.schema)
+        # written as they come: a worker holds one batch of tokens, not the shard's
+        with fs.open_output_stream(f"{root}/tokens/{part_name(shard.source, shard.index, 'arrow')}") as sink, \
+                pa.ipc.new_file(sink, schema) as writer:
+            try:
+                for batch in self.stages.run(shard, tally):
+                    batch = self._decide(batch, decisions, tally)
+                    if not len(batch):
+                        continue
+                    kept, rejected = stage.process(batch)
+                    self._tokenized(batch, kept, rejected, tally, rows, writer)
+                for kept, rejected in stage.finish():
+                    self._tokenized(None, kept, rejected, tally, rows, writer)
+            finally:
+                stage.close()
         after = _counters(self.encoder)
         tally.stage("tokenize")["created"] = after["created"] - before["created"]
-        self._write_tokens(shard, tokens)
         if job.rejects is not None:
             write_rejects(job.rejects, shard, tally.rows)
         facts = {"stages": tally.fact(), "describe": _delta(before["describe"], after["describe"])}
-        return _small_columns(shard, tokens, facts)
+        return rows.table(shard, facts)
 
     def _decide(self, batch: Batch, decisions: Decisions, tally: Tally) -> Batch:
         """Filter's duplicate decisions, then split (its row checks here, the held-out rows from the cluster)."""
@@ -369,8 +373,8 @@ class Produce:
         result.split = None
         return result
 
-    def _tokenized(self, batch: Batch | None, kept: Any, rejected: list[Rejected], tally: Tally,
-                   tokens: list[Any]) -> None:
+    def _tokenized(self, batch: Batch | None, kept: Any, rejected: list[Rejected], tally: Tally, rows: _Rows,
+                   writer: Any) -> None:
         counts = tally.stage("tokenize")
         if batch is not None:
             counts["rows_in"] += len(batch)
@@ -378,18 +382,11 @@ class Produce:
         for item in rejected:
             tally.reject("tokenize", item.record, item.reason, item.detail, item.location)
         if len(kept):
-            tokens.append(kept)
-
-    def _write_tokens(self, shard: Shard, tokens: list[Any]) -> None:
-        fs, root = filesystem(self.work)
-        schema = tokens_schema(self.encoder.schema)
-        with fs.open_output_stream(f"{root}/tokens/{part_name(shard.source, shard.index, 'arrow')}") as sink, \
-                pa.ipc.new_file(sink, schema) as writer:
-            for t in tokens:
-                batch = t.to_arrow(self.encoder.schema)
-                writer.write_batch(pa.RecordBatch.from_arrays(
-                    [*batch.columns, pa.array(t.splits, pa.string()), pa.array(t.truncated, pa.bool_())],
-                    schema=schema))
+            arrow = kept.to_arrow(self.encoder.schema)
+            writer.write_batch(pa.RecordBatch.from_arrays(
+                [*arrow.columns, pa.array(kept.splits, pa.string()), pa.array(kept.truncated, pa.bool_())],
+                schema=tokens_schema(self.encoder.schema)))
+            rows.add(kept)
 
 
 def tokens_schema(schema: pa.Schema) -> pa.Schema:
@@ -402,37 +399,42 @@ def produce_schema() -> pa.Schema:
                       ("supervised", pa.int64()), ("facts", pa.string()), ("error", pa.string())])
 
 
-def _small_columns(shard: Shard, tokens: list[Any], facts: dict[str, Any]) -> pa.Table:
-    from dataprep.tokenize.layout import IGNORE_INDEX
+class _Rows:
+    """The small columns of a shard's tokenized rows (id, split, length, truncated, supervised tokens): what
+    mixing and the manifest need on the driver, about 40 bytes a row."""
 
-    ids: list[str] = []
-    splits: list[str] = []
-    lengths, truncated, supervised = [], [], []
-    for t in tokens:
-        ids += t.ids
-        splits += t.splits
-        lengths.append(t.lengths.astype(np.int64))
-        truncated.append(np.asarray(t.truncated, dtype=bool))
-        labels = t.columns.get("labels")
-        if labels is not None and len(t) and labels.ndim == 1 and len(labels) == int(t.offsets[-1]):
-            marks = np.concatenate(([0], np.cumsum(labels != IGNORE_INDEX)))
-            supervised.append((marks[t.offsets[1:]] - marks[t.offsets[:-1]]).astype(np.int64))
-        else:
-            supervised.append(np.full(len(t), -1, dtype=np.int64))
-    n = len(ids)
-    table = pa.table({
-        "source": pa.array(np.full(n + 1, shard.source, dtype=np.int32)),
-        "shard": pa.array(np.full(n + 1, shard.index, dtype=np.int32)),
-        "n": pa.array(np.arange(-1, n, dtype=np.int64)),
-        "id": pa.array([None, *ids], pa.string()),
-        "split": pa.array([None, *splits], pa.string()),
-        "length": pa.array(np.concatenate([[0], *lengths]).astype(np.int64)),
-        "truncated": pa.array(np.concatenate([[False], *truncated]).astype(bool)),
-        "supervised": pa.array(np.concatenate([[0], *supervised]).astype(np.int64)),
-        "facts": pa.array([json.dumps(facts), *([None] * n)], pa.string()),
-        "error": pa.array([None] * (n + 1), pa.string()),
-    }, schema=produce_schema())
-    return table
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.splits: list[str] = []
+        self.lengths: list[np.ndarray] = []
+        self.truncated: list[np.ndarray] = []
+        self.supervised: list[np.ndarray] = []
+
+    def add(self, t: Any) -> None:
+        from dataprep.tokenize.layout import IGNORE_INDEX
+
+        self.ids += t.ids
+        self.splits += t.splits
+        self.lengths.append(t.lengths.astype(np.int64))
+        self.truncated.append(np.asarray(t.truncated, dtype=bool))
+        marks = np.concatenate(([0], np.cumsum(t.columns["labels"] != IGNORE_INDEX)))
+        self.supervised.append((marks[t.offsets[1:]] - marks[t.offsets[:-1]]).astype(np.int64))
+
+    def table(self, shard: Shard, facts: dict[str, Any]) -> pa.Table:
+        """One row per tokenized row (``n`` 0..), after a first row (``n`` -1) holding the shard's facts."""
+        n = len(self.ids)
+        return pa.table({
+            "source": pa.array(np.full(n + 1, shard.source, dtype=np.int32)),
+            "shard": pa.array(np.full(n + 1, shard.index, dtype=np.int32)),
+            "n": pa.array(np.arange(-1, n, dtype=np.int64)),
+            "id": pa.array([None, *self.ids], pa.string()),
+            "split": pa.array([None, *self.splits], pa.string()),
+            "length": pa.array(np.concatenate([[0], *self.lengths]).astype(np.int64)),
+            "truncated": pa.array(np.concatenate([[False], *self.truncated]).astype(bool)),
+            "supervised": pa.array(np.concatenate([[0], *self.supervised]).astype(np.int64)),
+            "facts": pa.array([json.dumps(facts), *([None] * n)], pa.string()),
+            "error": pa.array([None] * (n + 1), pa.string()),
+        }, schema=produce_schema())
 
 
 def _counters(encoder: Any) -> dict[str, Any]:
@@ -524,5 +526,3 @@ def merge_facts(facts: list[dict[str, Any]]) -> dict[str, Any]:
 def shard_row(shard: Shard, **extra: Any) -> dict[str, Any]:
     return {**asdict(shard), **extra}
 
-
-Sink = Callable[[pa.Table], None]
