@@ -137,8 +137,11 @@ class OutputDir(Staging):
         whole = table.num_rows if last else table.num_rows - table.num_rows % WRITE_ROWS
         writer = self._writers[split]
         for start in range(0, whole, WRITE_ROWS):
-            piece = table.slice(start, min(WRITE_ROWS, whole - start)).combine_chunks()
-            writer.write_batch(piece.to_batches()[0])
+            piece = table.slice(start, min(WRITE_ROWS, whole - start))
+            # fresh buffers of exactly the piece's size: the IPC writer copies a whole buffer that an unsliced
+            # array shares with rows beyond it, so bytes would depend on how the rows arrived
+            columns = [pa.concat_arrays([column.chunk(0).slice(0, 0), *column.chunks]) for column in piece.columns]
+            writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
         self._pending[split] = table.slice(whole).to_batches() if whole < table.num_rows else []
 
     @property
