@@ -46,3 +46,21 @@ def test_a_recipe_without_tokenize_stays_on_the_local_engine(tmp_path: Path) -> 
             from_plan(the_plan, Settings())
     finally:
         the_plan.cache.close()
+
+
+def test_a_recipe_may_name_its_inputs_by_uri(tmp_path: Path) -> None:
+    data = FIXTURES / "data" / "alpaca.jsonl"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "inputs": [{"path": data.as_uri(), "format": "alpaca"}], "normalize": None,
+        "tokenize": {"tokenizer": str(FIXTURES / "tokenizers" / "tiny-bpe"), "template": "plain"},
+        "output": "s3://bucket/out"}))
+    the_plan = plan(load_recipe(str(recipe)), Cache(None))
+    try:
+        job = from_plan(the_plan, Settings())
+    finally:
+        the_plan.cache.close()
+    local = plan(load_recipe(str(recipe), [f"inputs.0.path={data}"]), Cache(None))
+    local.cache.close()
+    assert job.sources[0].path == data.as_uri()
+    assert job.inputs[0]["sha256"] == local.sources[0].sha256  # the key names the path too (runner.plan)
