@@ -21,8 +21,6 @@ result, and gives what :mod:`dataprep.filter` / :mod:`dataprep.dedup` / :mod:`da
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 import pyarrow as pa
 
@@ -30,20 +28,6 @@ from dataprep.dedup import MAX_CANDIDATES, NUM_PERM
 
 SHARD_SHIFT = 32
 HELD_OUT = {1: "validation", 2: "test"}  # split codes of dataprep.split (0 is train)
-
-
-def position(shard: int, index: np.ndarray | int) -> np.ndarray | int:
-    """A row's ``pos`` within its source: shard number and index within the shard, in one sortable int64."""
-    return (np.int64(shard) << SHARD_SHIFT) | np.asarray(index, dtype=np.int64) if isinstance(index, np.ndarray) \
-        else (shard << SHARD_SHIFT) | int(index)
-
-
-def shard_of(pos: np.ndarray) -> np.ndarray:
-    return pos >> SHARD_SHIFT
-
-
-def index_of(pos: np.ndarray) -> np.ndarray:
-    return pos & ((1 << SHARD_SHIFT) - 1)
 
 
 def exact_group(group: pa.Table) -> pa.Table:
@@ -162,11 +146,3 @@ def rank_group(group: pa.Table, val: np.ndarray, test: np.ndarray) -> pa.Table:
     take = pa.array(held)
     return pa.table({"source": group.column("source").take(take), "pos": group.column("pos").take(take),
                      "code": pa.array(codes)})
-
-
-def by_shard(rows: Iterable[tuple[int, int, object]]) -> dict[tuple[int, int], dict[int, object]]:
-    """``(source, pos, value)`` rows gathered per shard, as ``{(source, shard): {index: value}}``."""
-    out: dict[tuple[int, int], dict[int, object]] = {}
-    for source, pos, value in rows:
-        out.setdefault((source, pos >> SHARD_SHIFT), {})[pos & ((1 << SHARD_SHIFT) - 1)] = value
-    return out

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,7 +296,7 @@ class Target:
             self.staging.abort()
 
 
-def execute(job: ClusterJob, *, echo: Callable[[str], None] = lambda _: None) -> ClusterResult:
+def execute(job: ClusterJob) -> ClusterResult:
     """Run ``job`` on the cluster; see the module docstring for the steps."""
     ray = connect(job.settings.address)
     started = time.perf_counter()
@@ -559,14 +559,3 @@ def _download_file(fs: Any, where: str, local: Path) -> None:
     local.parent.mkdir(parents=True, exist_ok=True)
     with fs.open_input_stream(where) as src, open(local, "wb") as dst:
         shutil.copyfileobj(src, dst)
-
-
-def iter_parts(folder: str, split: str) -> Iterator[pa.RecordBatch]:
-    """The rows of one split of a cluster run's output, in order (part names are input order)."""
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
-
-    fs, root = shardlib.filesystem(folder)
-    for info in sorted(fs.get_file_info(pafs.FileSelector(f"{root}/{split}")), key=lambda i: i.path):
-        yield from pq.ParquetFile(info.path, filesystem=fs).iter_batches()
-

@@ -6,7 +6,7 @@ the tokenizer itself does not travel: each worker opens it from ``tokenize.token
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from dataprep.filter import FilterOptions
@@ -44,7 +44,6 @@ class Settings:
     shard_bytes: int = SHARD_BYTES
     workers: int | None = None
     cpus_per_worker: int = 1
-    batch_size: int = 1024
 
 
 @dataclass
@@ -126,5 +125,5 @@ def from_tokenize(job: TokenizeJob, settings: Settings, save_to_disk: str | None
                for i, f in enumerate(files)]
     cluster = ClusterJob(sources=sources, tokenize=job, output=job.outdir, key=key, inputs=[f.fact() for f in files],
                          on_error=job.on_error, rejects=job.rejects, mixture=False, save_to_disk=save_to_disk,
-                         settings=replace(settings, batch_size=job.batch_size))
+                         settings=settings)
     return cluster, old if old is not None and old.key == key else None
