@@ -17,6 +17,7 @@ from dataprep.runner import plan
 from tests.conftest import FIXTURES, invoke
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own, about its own settings
 
 TINY_BPE = FIXTURES / "tokenizers" / "tiny-bpe"
 RUN_FACTS = ("encoder", "self_check")  # how the encoder was fed (batches, sampled rows): not what the rows are
@@ -184,3 +185,21 @@ def test_real_data_on_ray_equals_local(tmp_path: Path, shared_data: Path) -> Non
     result = on_cluster(recipe, shard_bytes=100_000, save_to_disk=tmp_path / "ray")
     assert_identical(tmp_path / "local", tmp_path / "ray")
     assert counts(result.lines) == counts(local.stderr.splitlines())
+
+
+def test_run_on_ray_from_the_command_line_and_up_to_date_the_second_time(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "inputs": [{"path": str(FIXTURES / "data" / "alpaca.jsonl"), "format": "alpaca"}], "normalize": None,
+        "split": {"val_size": 0.1},
+        "tokenize": {"tokenizer": str(TINY_BPE), "template": "plain"}, "output": str(tmp_path / "parts")}))
+    first = invoke("run", recipe, "--engine", "ray", "--save-to-disk", tmp_path / "data")
+    assert first.exit_code == 0, first.stderr
+    assert first.stderr.splitlines()[-1].startswith(f"run: wrote {tmp_path / 'parts'} on ray (train=36 validation=4")
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [
+        "README.md", "dataprep.json", "tokenizer", "train", "validation"]
+    again = invoke("run", recipe, "--engine", "ray")
+    assert again.exit_code == 0 and "is up to date" in again.stderr
+    assert not (tmp_path / ".dataprep-cache").exists()
+    wrong = invoke("run", recipe, "--save-to-disk", tmp_path / "x")
+    assert wrong.exit_code == 2 and "go with --engine ray" in wrong.stderr

@@ -121,3 +121,33 @@ def test_a_live_commit_holds_its_aside_folder(tmp_path):
         os.replace = real_replace
     assert seen == [[]]
     assert names(target) == ["v2"] and names(tmp_path) == ["ds"]
+
+
+def test_split_files_are_a_function_of_the_rows_not_of_how_they_arrived(tmp_path):
+    """The same rows in batches of other sizes, sliced out of larger arrays or not, give the same bytes."""
+    from dataprep.outdir import WRITE_ROWS
+
+    schema = pa.schema([("id", pa.string()), ("ids", pa.list_(pa.int32())), ("length", pa.int32())])
+    n = 2 * WRITE_ROWS + 345
+    whole = pa.record_batch([pa.array([f"r{i}" for i in range(n + 7)]),
+                             pa.array([[i, i + 1][: i % 3] for i in range(n + 7)], pa.list_(pa.int32())),
+                             pa.array([i % 3 for i in range(n + 7)], pa.int32())], schema=schema)
+
+    def write(name, cuts):
+        out = OutputDir(tmp_path / name, schema)
+        for a, b in zip(cuts, cuts[1:]):
+            out.write("train", whole.slice(a, b - a))
+        out.finish_splits("key")
+        out.commit()
+        return (tmp_path / name / "train" / "data-00000-of-00001.arrow").read_bytes()
+
+    one = write("one", [0, n])
+    assert write("many", [0, 1, 999, 1000, 1500, 2048, n]) == one
+    fresh = pa.Table.from_batches([whole]).slice(0, n).to_pylist()
+    rebuilt = pa.RecordBatch.from_pylist(fresh, schema=schema)
+    out = OutputDir(tmp_path / "fresh", schema)
+    out.write("train", rebuilt)
+    out.finish_splits("key")
+    out.commit()
+    assert (tmp_path / "fresh" / "train" / "data-00000-of-00001.arrow").read_bytes() == one
+    assert [b.num_rows for b in pa.ipc.open_stream(one)] == [WRITE_ROWS, WRITE_ROWS, 345]

@@ -56,7 +56,8 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
     if no_cache and cache_dir:
         raise UsageProblem("--no-cache and --cache-dir exclude each other")
     loaded = load_recipe(recipe, overrides)
-    root = None if no_cache else cache_dir or str(Path(loaded.recipe.output).parent / CACHE_DIR)
+    # --engine ray keeps no stage cache: its workers read the inputs, and the output may be a URI
+    root = None if no_cache or engine == "ray" else cache_dir or str(Path(loaded.recipe.output).parent / CACHE_DIR)
     cache = Cache(root)
     the_plan = plan(loaded, cache, force=force)
     if dry_run:
