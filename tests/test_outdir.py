@@ -139,7 +139,7 @@ def test_split_files_are_a_function_of_the_rows_not_of_how_they_arrived(tmp_path
 
     def write(name, cuts):
         out = OutputDir(tmp_path / name, schema)
-        for a, b in zip(cuts, cuts[1:]):
+        for a, b in zip(cuts, cuts[1:], strict=False):
             out.write("train", fresh(a, b) if name == "fresh" else whole.slice(a, b - a))
         out.finish_splits("key")
         out.commit()
