@@ -207,10 +207,12 @@ def _bad(on_bad: BadRecordHandler | None, location: str, reason: str, detail: st
     on_bad(location, reason, detail, raw)
 
 
-def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadRecordHandler | None) -> Iterator[Batch]:
+def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadRecordHandler | None,
+                first_line: int = 1) -> Iterator[Batch]:
+    """``first_line``: the number of the stream's first line (a shard of a file starts mid-file)."""
     batch = Batch(source)
     index = 0
-    for line_no, raw in enumerate(stream, start=1):
+    for line_no, raw in enumerate(stream, start=first_line):
         if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8):]
         if not raw.strip():
@@ -423,10 +425,12 @@ def _as_text(value: Any) -> Any:
     return value
 
 
-def _arrow_batches(batches: Iterator[Any], source: str, on_bad: BadRecordHandler | None) -> Iterator[Batch]:
+def _arrow_batches(batches: Iterator[Any], source: str, on_bad: BadRecordHandler | None,
+                   first_index: int = 0) -> Iterator[Batch]:
     """Records of Arrow record batches; rows holding NaN/Infinity floats are rejected (``non_finite_number``),
-    since JSON cannot carry them. Only columns of a floating type are looked at."""
-    index = 0
+    since JSON cannot carry them. Only columns of a floating type are looked at. ``first_index``: the index of
+    the first row (a shard of a file starts at a row group)."""
+    index = first_index
     for rb in batches:
         float_columns = [f.name for f in rb.schema if _has_float(f.type)]
         rows = rb.to_pylist()

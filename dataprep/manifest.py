@@ -197,6 +197,11 @@ def hash_input(arg: str, spool_dir: str, split: str | None = None) -> InputFile:
         with open(spool, "rb") as f:
             head = f.read(64)
         return InputFile(display_name(arg), spool, sha, size, split, detect_format("-", head))
+    if "://" in arg:  # a pyarrow.fs URI (--engine ray)
+        from dataprep.shards import hash_file
+
+        sha, size = hash_file(arg)
+        return InputFile(arg, arg, sha, size, split)
     path = Path(arg)
     if path.is_dir():
         digest = hashlib.sha256()

@@ -99,8 +99,16 @@ class Staging:
         self._hidden.remove()
 
 
+WRITE_ROWS = 1000  # rows per record batch of a split file (the batch size datasets' own writer uses)
+
+
 class OutputDir(Staging):
-    """A ``datasets`` DatasetDict folder built split by split from Arrow record batches (memory stays flat)."""
+    """A ``datasets`` DatasetDict folder built split by split from Arrow record batches (memory stays flat).
+
+    Rows are written in record batches of exactly :data:`WRITE_ROWS` (the last one shorter), whatever batches
+    they arrive in: the files are then a function of the rows alone, so a folder assembled from a cluster's
+    parts is byte-identical to the one a single process writes.
+    """
 
     def __init__(self, outdir: str | Path, schema: pa.Schema) -> None:
         super().__init__(outdir)
@@ -108,17 +116,33 @@ class OutputDir(Staging):
         self.parts.mkdir()
         self.schema = schema
         self._writers: dict[str, pa.ipc.RecordBatchStreamWriter] = {}
+        self._pending: dict[str, list[pa.RecordBatch]] = {}
 
     @property
     def staging(self) -> Path:
         return self.path
 
     def write(self, split: str, batch: pa.RecordBatch) -> None:
-        writer = self._writers.get(split)
-        if writer is None:
-            writer = pa.ipc.new_stream(str(self.parts / f"{split}.arrow"), self.schema)
-            self._writers[split] = writer
-        writer.write_batch(batch)
+        if split not in self._writers:
+            self._writers[split] = pa.ipc.new_stream(str(self.parts / f"{split}.arrow"), self.schema)
+            self._pending[split] = []
+        pending = self._pending[split]
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= WRITE_ROWS:
+            self._flush(split, last=False)
+
+    def _flush(self, split: str, last: bool) -> None:
+        pending = self._pending[split]
+        table = pa.Table.from_batches(pending, schema=self.schema)
+        whole = table.num_rows if last else table.num_rows - table.num_rows % WRITE_ROWS
+        writer = self._writers[split]
+        for start in range(0, whole, WRITE_ROWS):
+            piece = table.slice(start, min(WRITE_ROWS, whole - start))
+            # fresh buffers of exactly the piece's size: the IPC writer copies a whole buffer that an unsliced
+            # array shares with rows beyond it, so bytes would depend on how the rows arrived
+            columns = [pa.concat_arrays([column.chunk(0).slice(0, 0), *column.chunks]) for column in piece.columns]
+            writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+        self._pending[split] = table.slice(whole).to_batches() if whole < table.num_rows else []
 
     @property
     def splits(self) -> list[str]:
@@ -135,7 +159,8 @@ class OutputDir(Staging):
         """
         from dataprep.emit import write_dataset_dict
 
-        for writer in self._writers.values():
+        for split, writer in self._writers.items():
+            self._flush(split, last=True)
             writer.close()
         parts = {}
         for split in self.splits:

@@ -588,7 +588,7 @@ def _semantics(loaded: LoadedRecipe, lines: _Lines) -> list[str]:
         elif spec.path is None:
             problem(("inputs", i), "give a path, or dataset_info and dataset")
         path = spec.path or (entry.path if entry else None)
-        if path is not None and not Path(path).exists():
+        if path is not None and "://" not in path and not Path(path).exists():  # URIs: --engine ray reads them
             problem(("inputs", i, "path" if spec.path else "dataset"), f"no such file: {path}")
         for slot in spec.map:
             try:

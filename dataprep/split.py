@@ -227,6 +227,50 @@ def assign(
 
 
 @dataclass
+class Quotas:
+    """What the strata's sizes decide before any row is placed: each stratum's group (after merging small ones),
+    how many validation and test rows each group gives, the split totals and the merges made."""
+
+    group_of: dict[tuple[Any, ...], int]
+    val: np.ndarray
+    test: np.ndarray
+    counts: dict[str, int]
+    merges: list[str]
+
+
+def plan_quotas(strata: dict[tuple[Any, ...], int], options: SplitOptions) -> Quotas:
+    """The quotas for rows counted per stratum key; a pure function of the counts and the options, so a cluster
+    that counts strata with a groupby gets the quotas a single :class:`Splitter` computes."""
+    n = sum(strata.values())
+    k_val = options.val_size.target(n)
+    k_test = options.test_size.target(n) if options.test_size else 0
+    if k_val + k_test > n:
+        raise DataprepError(f"split: asked for {k_val + k_test} held-out rows but the input has {n}")
+    groups, merges = merge_small(strata, [k_val, k_test], n, options.stratify_by)
+    group_of = {key: g for g, group in enumerate(groups) for key in group.keys}
+    group_sizes = [g.size for g in groups]
+    val = allocate([Fraction(s * k_val, n) for s in group_sizes], group_sizes, k_val) if n else []
+    rest = [s - v for s, v in zip(group_sizes, val, strict=True)]
+    test = allocate([Fraction(s * k_test, n) for s in group_sizes], rest, k_test) if n else []
+    counts = {"train": n - k_val - k_test, "validation": k_val}
+    if options.test_size:
+        counts["test"] = k_test
+    return Quotas(group_of, np.asarray(val, dtype=np.int64), np.asarray(test, dtype=np.int64), counts, merges)
+
+
+def split_keys(record: Record, options: SplitOptions) -> tuple[Record, tuple[Any, ...], bytes, bytes]:
+    """What decides one row's split: the row as split writes it (``len_bucket`` set, ``split`` dropped), its
+    stratum key, its first ordering hash (``blake2b(seed, id)``) and its JSON line, whose hash orders ties.
+    Raises :class:`MissingField` for a row without a stratify field."""
+    record = dict(record)
+    record.pop("split", None)
+    record["len_bucket"] = len_bucket(record, options.bucket_by, options.bucket_width, options.max_bucket)
+    key = tuple(_hashable(field_value(record, name)) for name in options.stratify_by)
+    seed = str(options.seed).encode("utf-8") + b"\x00"
+    return record, key, _hash64(seed + str(record.get("id", "")).encode("utf-8")), dumps(record).encode("utf-8")
+
+
+@dataclass
 class Splitter:
     """Collects records (spooling them to disk), then assigns every split at once and streams them back.
 
@@ -245,7 +289,6 @@ class Splitter:
         self._rows_strata: list[np.ndarray] = []
         self._primary: list[np.ndarray] = []
         self._tie: list[np.ndarray] = []
-        self._seed = str(self.options.seed).encode("utf-8") + b"\x00"
 
     def add(self, records: list[Record], locations: list[str] | None = None) -> list[Rejected]:
         """Spool the records (with where each came from, so rows emitted at the end still name their line); a
@@ -257,20 +300,19 @@ class Splitter:
         primary: list[bytes] = []
         ties: list[bytes] = []
         for i, record in enumerate(records):
-            record = dict(record)
-            record.pop("split", None)
-            record["len_bucket"] = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
             try:
-                key = tuple(_hashable(field_value(record, name)) for name in opts.stratify_by)
+                record, key, first, line = split_keys(record, opts)
             except MissingField as exc:
+                record = dict(record)
+                record.pop("split", None)
+                record["len_bucket"] = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
                 rejected.append(Rejected(record, "missing_stratify_field", f"no value for field {exc.args[0]!r}",
                                          index=i))
                 continue
-            line = dumps(record).encode("utf-8")
             where = (locations[i] if locations else "").encode("utf-8")
             strata.append(self._strata.setdefault(key, len(self._strata)))
             lines.append(b"%d:%s%s\n" % (len(where), where, line))
-            primary.append(_hash64(self._seed + str(record.get("id", "")).encode("utf-8")))
+            primary.append(first)
             ties.append(_hash64(line))
         self._spool.write(b"".join(lines))
         self._rows_strata.append(np.asarray(strata, dtype=np.int32))
@@ -279,35 +321,19 @@ class Splitter:
         return rejected
 
     def _codes(self) -> np.ndarray:
-        n = sum(len(a) for a in self._rows_strata)
         stratum_of_row = np.concatenate(self._rows_strata) if self._rows_strata else np.zeros(0, np.int32)
         self._rows_strata = []
         primary = np.concatenate(self._primary) if self._primary else np.zeros(0, ">u8")
         tie = np.concatenate(self._tie) if self._tie else np.zeros(0, ">u8")
         self._primary, self._tie = [], []
 
-        opts = self.options
-        k_val = opts.val_size.target(n)
-        k_test = opts.test_size.target(n) if opts.test_size else 0
-        if k_val + k_test > n:
-            raise DataprepError(f"split: asked for {k_val + k_test} held-out rows but the input has {n}")
         sizes = np.bincount(stratum_of_row, minlength=len(self._strata))
-        strata = {k: int(sizes[i]) for k, i in self._strata.items()}
-        groups, self.merges = merge_small(strata, [k_val, k_test], n, opts.stratify_by)
+        quotas = plan_quotas({k: int(sizes[i]) for k, i in self._strata.items()}, self.options)
+        self.counts, self.merges = quotas.counts, quotas.merges
         group_of_stratum = np.zeros(len(self._strata), dtype=np.int32)
-        for g, group in enumerate(groups):
-            for key in group.keys:
-                group_of_stratum[self._strata[key]] = g
-        group_sizes = [g.size for g in groups]
-        val = allocate([Fraction(s * k_val, n) for s in group_sizes], group_sizes, k_val) if n else []
-        rest = [s - v for s, v in zip(group_sizes, val, strict=True)]
-        test = allocate([Fraction(s * k_test, n) for s in group_sizes], rest, k_test) if n else []
-        codes = assign(group_of_stratum[stratum_of_row], primary, tie,
-                       np.asarray(val, dtype=np.int64), np.asarray(test, dtype=np.int64))
-        self.counts = {"train": n - k_val - k_test, "validation": k_val}
-        if opts.test_size:
-            self.counts["test"] = k_test
-        return codes
+        for key, i in self._strata.items():
+            group_of_stratum[i] = quotas.group_of[key]
+        return assign(group_of_stratum[stratum_of_row], primary, tie, quotas.val, quotas.test)
 
     def finish(self, batch_size: int = 2048) -> Iterator[Batch]:
         """Assign all splits, then yield the records in input order, with ``len_bucket`` and ``split`` set and

@@ -121,3 +121,31 @@ def test_a_live_commit_holds_its_aside_folder(tmp_path):
         os.replace = real_replace
     assert seen == [[]]
     assert names(target) == ["v2"] and names(tmp_path) == ["ds"]
+
+
+def test_split_files_are_a_function_of_the_rows_not_of_how_they_arrived(tmp_path):
+    """The same rows in batches of other sizes, sliced out of larger arrays or not, give the same bytes."""
+    from dataprep.outdir import WRITE_ROWS
+
+    schema = pa.schema([("id", pa.string()), ("ids", pa.list_(pa.int32())), ("length", pa.int32())])
+    n = 2 * WRITE_ROWS + 345
+    whole = pa.record_batch([pa.array([f"r{i}" for i in range(n + 7)]),
+                             pa.array([[i, i + 1][: i % 3] for i in range(n + 7)], pa.list_(pa.int32())),
+                             pa.array([i % 3 for i in range(n + 7)], pa.int32())], schema=schema)
+
+    def fresh(a, b):  # rows a..b built anew, with 7 rows more in its buffers (an array a batch was cut from)
+        rows = pa.Table.from_batches([whole]).slice(a, b - a + 7).to_pylist()
+        return pa.RecordBatch.from_pylist(rows, schema=schema).slice(0, b - a)
+
+    def write(name, cuts):
+        out = OutputDir(tmp_path / name, schema)
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            out.write("train", fresh(a, b) if name == "fresh" else whole.slice(a, b - a))
+        out.finish_splits("key")
+        out.commit()
+        return (tmp_path / name / "train" / "data-00000-of-00001.arrow").read_bytes()
+
+    one = write("one", [0, n])
+    assert write("many", [0, 1, 999, 1000, 1500, 2048, n]) == one
+    assert write("fresh", [0, 1000, 2000, n]) == one
+    assert [b.num_rows for b in pa.ipc.open_stream(one)] == [WRITE_ROWS, WRITE_ROWS, 345]

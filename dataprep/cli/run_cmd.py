@@ -17,9 +17,20 @@ CACHE_DIR = ".dataprep-cache"
               help=f"Where stage outputs are cached. Default: {CACHE_DIR}/ beside the output.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor keep cached stage outputs.")
 @click.option("--force", is_flag=True, help="Recompute every stage and rewrite the output, even if cached.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: the same stages on a Ray cluster (dataprep[ray]); the output is "
+                   "Parquet parts per split plus the manifest, identical in content.")
+@click.option("--ray-address", metavar="ADDR", default=None,
+              help="The Ray cluster to join (auto: the one `ray start` runs here). Default: a local one.")
+@click.option("--save-to-disk", metavar="DIR", default=None,
+              help="With --engine ray: also write the save_to_disk folder dataprep train reads (as the local "
+                   "engine writes it, byte for byte).")
+@click.option("--shard-mb", type=click.IntRange(min=1), default=64, show_default=True,
+              help="With --engine ray: MiB of JSONL per shard (sets the part files; never the cluster's size).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr.")
 def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: str | None, no_cache: bool,
-            force: bool, quiet: bool) -> None:
+            force: bool, engine: str, ray_address: str | None, save_to_disk: str | None, shard_mb: int,
+            quiet: bool) -> None:
     """Run the stages of RECIPE.yaml (validate, normalize, filter, split, tokenize) on its inputs, mix them and
     write the output, all in one process; KEY=VALUE overrides any field of the recipe.
 
@@ -45,7 +56,8 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
     if no_cache and cache_dir:
         raise UsageProblem("--no-cache and --cache-dir exclude each other")
     loaded = load_recipe(recipe, overrides)
-    root = None if no_cache else cache_dir or str(Path(loaded.recipe.output).parent / CACHE_DIR)
+    # --engine ray keeps no stage cache: its workers read the inputs, and the output may be a URI
+    root = None if no_cache or engine == "ray" else cache_dir or str(Path(loaded.recipe.output).parent / CACHE_DIR)
     cache = Cache(root)
     the_plan = plan(loaded, cache, force=force)
     if dry_run:
@@ -54,6 +66,11 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
         finally:
             cache.close()
         return
+    if engine == "ray":
+        _on_ray(the_plan, ray_address, save_to_disk, shard_mb, quiet)
+        return
+    if ray_address or save_to_disk:
+        raise UsageProblem("--ray-address and --save-to-disk go with --engine ray")
     result = execute(the_plan, echo=lambda line: click.echo(line, err=True),
                      progress=lambda name: progress(quiet, f"run {name}"))
     if not quiet:
@@ -86,3 +103,40 @@ def _output_state(the_plan: object) -> str:
         return "write"
     old = read_manifest(the_plan.recipe.output)
     return "up to date" if old is not None and old.key == the_plan.output_key else "write"
+
+
+def _on_ray(the_plan: object, address: str | None, save_to_disk: str | None, shard_mb: int, quiet: bool) -> None:
+    """The plan on a Ray cluster: no stage cache (each run reads its inputs), the same output key."""
+    from dataprep.cluster.engine import execute
+    from dataprep.cluster.job import Settings, from_plan
+    from dataprep.manifest import read_manifest
+    from dataprep.runner import Plan
+    from dataprep.shards import is_uri
+
+    assert isinstance(the_plan, Plan)
+    try:
+        job = from_plan(the_plan, Settings(address=address, shard_bytes=shard_mb << 20), save_to_disk)
+        old = None if the_plan.force or is_uri(job.output) else read_manifest(job.output)
+        if old is not None and old.key == job.key:
+            if not quiet:
+                click.echo(f"run: {job.output} is up to date (key {job.key[:12]}; --force to redo)", err=True)
+            return
+        if not is_uri(job.output):
+            from dataprep.manifest import MANIFEST
+            from dataprep.paths import check_paths, check_replaceable_folder
+
+            check_paths([s.path for s in job.sources if not is_uri(s.path)], None, None,
+                        replaced_folders=[job.output])
+            check_replaceable_folder(job.output, MANIFEST)
+        if the_plan.recipe.validate_ is not None:
+            from dataprep.runner import Execution
+
+            validate = Execution(the_plan, lambda line: click.echo(line, err=True))
+            for source in the_plan.sources:
+                validate.validate(source)
+        result = execute(job)
+    finally:
+        the_plan.cache.close()
+    if not quiet:
+        for line in result.lines:
+            click.echo(line, err=True)

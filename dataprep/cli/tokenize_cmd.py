@@ -56,13 +56,21 @@ from dataprep.io import INPUT_FORMATS
               help='Write rejected rows to FILE (JSONL) with {"stage", "reason", "detail", "location"}.')
 @click.option("--on-error", type=click.Choice(["fail", "reject"]), default="fail", show_default=True,
               help="Malformed input lines: stop with exit 2, or send them to --rejects and carry on.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process. ray: on a Ray cluster (dataprep[ray]); OUTDIR (a path or a pyarrow.fs "
+                   "URI) gets Parquet parts per split, the manifest and the tokenizer; --rejects names a folder.")
+@click.option("--ray-address", metavar="ADDR", default=None,
+              help="With --engine ray: the cluster to join (auto: the one `ray start` runs here).")
+@click.option("--save-to-disk", metavar="DIR", default=None,
+              help="With --engine ray: also write the save_to_disk folder the local engine writes, byte for byte.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr.")
 def command(
     inputs: tuple[str, ...], outdir: str, tokenizer: str, template: str | None, max_length: int | None,
     mask_history: bool, train_on_prompt: bool, truncation: str, special_tokens: str, reasoning: str,
     inserted: str, encoder: str, emit_for: str, task: str, text_field: str | None,
     pair_field: str | None, label_field: str | None, trust_remote_code: bool, force: bool, batch_size: int,
-    input_format: str | None, rejects: str | None, on_error: str, quiet: bool,
+    input_format: str | None, rejects: str | None, on_error: str, engine: str, ray_address: str | None,
+    save_to_disk: str | None, quiet: bool,
 ) -> None:
     """Tokenize records into a datasets.DatasetDict folder, one split per `split` value (default `train`).
 
@@ -112,6 +120,11 @@ def command(
         job.causal = CausalOptions(max_length=max_length, mask=mask or "all", truncation=truncation,
                                    special_tokens=special_tokens, reasoning=reasoning, inserted=inserted,
                                    encoder=encoder)
+    if engine == "ray":
+        _on_ray(job, ray_address, save_to_disk, quiet)
+        return
+    if ray_address or save_to_disk:
+        raise UsageProblem("--ray-address and --save-to-disk go with --engine ray")
     bar = progress(quiet, "tokenize")
     try:
         result = tokenize_to_disk(job, progress=bar)
@@ -125,3 +138,18 @@ def _refuse(options: dict[str, object], needs: str) -> None:
     given = [name for name, value in options.items() if value]
     if given:
         raise UsageProblem(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} with {needs}")
+
+
+def _on_ray(job: object, address: str | None, save_to_disk: str | None, quiet: bool) -> None:
+    from dataprep.cluster.engine import execute
+    from dataprep.cluster.job import Settings, from_tokenize
+
+    cluster, old = from_tokenize(job, Settings(address=address), save_to_disk)  # type: ignore[arg-type]
+    if old is not None:
+        if not quiet:
+            click.echo(f"tokenize: {cluster.output} is up to date (key {cluster.key[:12]}; --force to redo)", err=True)
+        return
+    result = execute(cluster)
+    if not quiet:
+        for line in result.lines:
+            click.echo(line, err=True)
