@@ -39,7 +39,7 @@ def test_every_tour_session_is_a_generated_example() -> None:
     tour = readme[readme.index("## Tour"): readme.index("## Recipes")]
     assert tour.count("```console") == tour.count(examples.MARKER) > 0
     commands = [c for _, _, block in examples.sessions(readme) for c in block]
-    assert len(commands) >= 17 and all(c.script.startswith(("dataprep ", "echo ")) for c in commands)
+    assert len(commands) >= 17 and all(c.script.startswith(("dataprep ", "echo ", "jq ")) for c in commands)
 
 
 def test_examples_parse_continuations_and_fences() -> None:

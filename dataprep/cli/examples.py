@@ -1,9 +1,9 @@
 """The README's example sessions, run for real so the outputs they show are what the code prints.
 
 A ``console`` block right after a ``<!-- example -->`` line is a session: each ``$ command`` (continued by a
-trailing backslash) is run with bash, in order, in one scratch folder where ``fixtures/`` is the repository's and
-``../shared`` the real-data folder, so later commands read what earlier ones wrote, as a reader following the
-tour would. The text under a command is its stdout (trailing blank lines dropped), then its stderr; a command
+trailing backslash) is run with bash, in order, in one scratch folder where ``fixtures/`` and ``recipes/`` are
+the repository's and ``../shared`` the real-data folder, so later commands read what earlier ones wrote, as a
+reader following the tour would. The text under a command is its stdout (trailing blank lines dropped), then its stderr; a command
 ending in ``; echo "exit $?"`` shows its exit status last. Any other command must exit 0.
 
 ``bin/update_readme.py`` rewrites the outputs; ``tests/test_docs.py`` reruns the sessions and compares, with
@@ -29,6 +29,7 @@ SHARED_PREFIX = "../shared/"
 _VOLATILE = [
     (re.compile(r"rows/s: [\d,.]+"), "rows/s: N"),
     (re.compile(r"in [\d.]+s, [\d,.]+ tokens/s"), "in Ns, N tokens/s"),
+    (re.compile(r"\) in [\d.]+s\b"), ") in Ns"),  # dataprep run's closing line
 ]
 _TRAIN_NUMBER = re.compile(r"\d[\d,]*(\.\d+)?(e-?\d+)?")
 
@@ -86,7 +87,8 @@ class Runner:
         self.root = Path(tempfile.mkdtemp(prefix="dataprep-readme-"))
         self.cwd = self.root / "repo"
         self.cwd.mkdir()
-        (self.cwd / "fixtures").symlink_to(repo / "fixtures")
+        for folder in ("fixtures", "recipes"):
+            (self.cwd / folder).symlink_to(repo / folder)
         self.shared = shared is not None and shared.is_dir()
         if self.shared:
             (self.root / "shared").symlink_to(shared)  # type: ignore[arg-type]
