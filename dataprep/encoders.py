@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,18 @@ class EncodedBatch:
     starts: np.ndarray
     reference_rows: int = 0
     replaced_rows: int = 0
+
+
+@dataclass
+class IdsBatch:
+    """A batch as the encode thread hands it over (:meth:`AutoEncoder.encode_ids`): flat ids and row offsets,
+    the fast backend that made them (None: the reference did), or ``done`` when the starts came with them."""
+
+    texts: Sequence[str]
+    ids: np.ndarray | None
+    offsets: np.ndarray | None
+    fast: FastEncoder | None
+    done: EncodedBatch | None = None
 
 
 def flat_from_lists(id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -549,20 +562,31 @@ class AutoEncoder:
     reference's. On any disagreement the batch at hand is encoded by the reference, and so is the rest of the
     run. The spot check is a sample: rows of earlier batches that were not sampled are not re-checked.
     :meth:`describe` says what ran, for the manifest (``batches`` counts batches per encoder).
+
+    ``background=True`` (what ``dataprep tokenize`` uses) loads in a thread instead: fastokens builds its
+    vocabulary without holding the GIL, so the load runs on the other core while the run starts and the first
+    batch is read and rendered. ``fast`` then starts loading at once, and ``auto`` when :meth:`prefetch` says
+    the input is large; the first batch encoded waits for the load. With ``fast``, a tokenizer fastokens cannot
+    load is reported (UsageProblem, as without a thread) at that batch or at :meth:`describe`, so such a run
+    still fails before anything is written.
     """
 
     backend: Any
     choice: str = "auto"
     fast_after_chars: int = 2_000_000
     spot_rows: int = 8
+    background: bool = False
     reference: HFEncoder = field(init=False)
     fast: FastEncoder | None = field(init=False, default=None)
-    state: str = field(init=False, default="off")  # off | waiting (to load) | loaded (not checked yet) | on
+    # off | waiting (to load) | loading (in a thread) | loaded (not checked yet) | on
+    state: str = field(init=False, default="off")
     chars_seen: int = field(init=False, default=0)
     checked_texts: int = field(init=False, default=0)
     reference_rows: int = field(init=False, default=0)
     reason: str = field(init=False, default="")
     batches: dict[str, int] = field(init=False, default_factory=dict)
+    _loader: threading.Thread | None = field(init=False, default=None, repr=False)
+    _loaded: list[Any] = field(init=False, default_factory=list, repr=False)  # the thread's FastEncoder or error
 
     def __post_init__(self) -> None:
         from dataprep.errors import MissingExtra, UsageProblem
@@ -577,39 +601,106 @@ class AutoEncoder:
                 raise MissingExtra(FAST_PACKAGE, "fast")
             self.reason = f"{FAST_PACKAGE} is not installed"
         elif self.choice == "fast":
-            if not self._load():
+            if self.background:
+                self._start_loading()
+            elif not self._load():
                 raise UsageProblem(self.reason, hint="use --encoder auto or hf")
         else:
             self.state = "waiting"
             self.reason = f"fewer than {self.fast_after_chars:,} characters to encode"
+
+    def prefetch(self, input_bytes: int) -> None:
+        """The input's size, known before the first batch: ``auto`` with ``background`` starts loading the fast
+        backend now when the input is large enough for it to pay (its bytes are at least ``fast_after_chars``)."""
+        if self.background and self.state == "waiting" and input_bytes >= self.fast_after_chars:
+            self._start_loading()
+
+    def _start_loading(self) -> None:
+        def load() -> None:
+            try:
+                self._loaded.append(FastEncoder(self.backend, self.reference))
+            except BaseException as exc:  # noqa: BLE001 - handed to the encode thread, which decides
+                self._loaded.append(exc)
+
+        self.state = "loading"
+        self._loader = threading.Thread(target=load, name="dataprep-fast-load", daemon=True)
+        self._loader.start()
+
+    def _finish_loading(self) -> None:
+        """Wait for the loading thread; then it is as if :meth:`_load` had run here."""
+        from dataprep.errors import UsageProblem
+
+        assert self._loader is not None
+        self._loader.join()
+        result = self._loaded.pop()
+        if isinstance(result, FastEncoder):
+            self.fast, self.state = result, "loaded"
+            return
+        if not isinstance(result, ValueError):
+            raise result
+        self.state, self.reason = "off", f"{FAST_PACKAGE} cannot load this tokenizer: {result}"
+        if self.choice == "fast":
+            raise UsageProblem(self.reason, hint="use --encoder auto or hf")
 
     @property
     def active(self) -> HFEncoder | FastEncoder:
         return self.fast if self.state == "on" and self.fast is not None else self.reference
 
     def encode_with_starts(self, texts: Sequence[str]) -> EncodedBatch:
-        """Encode one batch (called from the encode thread, one batch at a time)."""
+        """Encode one batch: :meth:`encode_ids` then :meth:`with_starts`, in this thread."""
+        return self.with_starts(self.encode_ids(texts))
+
+    def encode_ids(self, texts: Sequence[str]) -> IdsBatch:
+        """The encode thread's part of a batch: ids from the Rust encoders (and the checks against the reference,
+        also Rust calls). Token starts are many small numpy steps that need the GIL; done here they would wait
+        for it behind the thread rendering the next batch at every step, so :meth:`with_starts` does them in
+        that thread instead. One batch at a time."""
+        if self.state == "loading":
+            self._finish_loading()
         if self.state == "waiting" and self.chars_seen >= self.fast_after_chars:
             self._load()
         self.chars_seen += sum(map(len, texts))
         checked_whole = False
         if self.state == "loaded":
             if not self._agrees([*SELF_CHECK_SAMPLE, *texts]):
-                return self._count(self.reference.encode_with_starts(texts))
+                return self._reference_ids(texts)
             self.state, checked_whole = "on", True
             self.reason = "identical to the reference on the start-up check"
-        if self.state != "on" or self.fast is None:
-            return self._count(self.reference.encode_with_starts(texts))
-        out = self.fast.encode_with_starts(texts)
+        fast = self.fast
+        if self.state != "on" or fast is None:
+            return self._reference_ids(texts)
+        if self.reference.token_starts is None:  # starts from reference offsets: the fast ids add nothing
+            return IdsBatch(texts, None, None, fast, self.reference.encode_with_starts(texts))
+        ids, offsets = fast.encode(texts)
         spot = 0 if checked_whole else min(self.spot_rows, len(texts))
         picks = np.unique(np.linspace(0, len(texts) - 1, num=spot).astype(int))
-        if not self._agrees([texts[i] for i in picks], out, picks) or out.replaced_rows:
-            # a sampled row, or a row whose fast ids failed the byte check, differed from the reference: nothing
-            # else the fast backend encoded in this batch is trusted either
-            if out.replaced_rows:
-                self._give_up(f"on {out.replaced_rows} row(s) of a batch")
-            return self._count(self.reference.encode_with_starts(texts))
-        return self._count(out)
+        if not self._agrees([texts[i] for i in picks], (ids, offsets), picks):
+            # a sampled row differed from the reference: nothing else the fast backend encoded in this batch is
+            # trusted either
+            return self._reference_ids(texts)
+        return IdsBatch(texts, ids, offsets, fast)
+
+    def _reference_ids(self, texts: Sequence[str]) -> IdsBatch:
+        if self.reference.token_starts is None:
+            return IdsBatch(texts, None, None, None, self.reference.encode_with_starts(texts))
+        return IdsBatch(texts, *self.reference.encode(texts), None)
+
+    def with_starts(self, batch: IdsBatch) -> EncodedBatch:
+        """The rest of a batch, in the thread that uses it: each token's start from the vocabulary, and reference
+        offsets for the rows that derivation cannot prove. A fast row whose ids differ from the reference's
+        there stops the fast backend for the rest of the run, and the batch is encoded again by the reference;
+        so is a batch the fast backend encoded after it was stopped (the encode thread had already begun it)."""
+        if batch.done is not None:
+            return self._count(batch.done, batch.fast)
+        if batch.fast is not None and batch.fast is not self.fast:
+            return self._count(self.reference.encode_with_starts(batch.texts), None)
+        assert batch.ids is not None and batch.offsets is not None
+        out = self.reference._with_starts(batch.texts, batch.ids, batch.offsets)
+        if batch.fast is not None and out.replaced_rows:
+            # a row whose fast ids failed the byte check differed from the reference
+            self._give_up(f"on {out.replaced_rows} row(s) of a batch")
+            return self._count(self.reference.encode_with_starts(batch.texts), None)
+        return self._count(out, batch.fast)
 
     def encode_with_plain_ranges(self, text: str, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         return self.reference.encode_with_plain_ranges(text, ranges)
@@ -623,17 +714,20 @@ class AutoEncoder:
         self.state = "loaded"
         return True
 
-    def _agrees(self, texts: list[str], out: EncodedBatch | None = None, picks: np.ndarray | None = None) -> bool:
+    def _agrees(self, texts: list[str], flat: tuple[np.ndarray, np.ndarray] | None = None,
+                picks: np.ndarray | None = None) -> bool:
+        """Whether the fast backend's ids (``flat`` at rows ``picks``, or encoded now) equal the reference's."""
         assert self.fast is not None
         if not texts:
             return True
         self.checked_texts += len(texts)
         theirs = self.reference.encode(texts)
-        if out is None:
+        if flat is None:
             ours = self.fast.encode(texts)
         else:
             assert picks is not None
-            ours = flat_from_lists([out.ids[out.offsets[i]:out.offsets[i + 1]] for i in picks])
+            ids, offsets = flat
+            ours = flat_from_lists([ids[offsets[i]:offsets[i + 1]] for i in picks])
         bad = mismatched_rows(ours, theirs)
         if bad:
             self._give_up(f"on a checked text ({texts[bad[0]][:40]!r})")
@@ -645,13 +739,16 @@ class AutoEncoder:
         self.state = "off"
         self.fast = None
 
-    def _count(self, out: EncodedBatch) -> EncodedBatch:
+    def _count(self, out: EncodedBatch, fast: FastEncoder | None) -> EncodedBatch:
         self.reference_rows += out.reference_rows
-        self.batches[self.active.name] = self.batches.get(self.active.name, 0) + 1
+        name = fast.name if fast is not None else self.reference.name
+        self.batches[name] = self.batches.get(name, 0) + 1
         return out
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records: the encoder that ran last (name, version), why, and what was checked."""
+        if self.state == "loading":
+            self._finish_loading()
         return {**self.active.describe(), "requested": self.choice, "reason": self.reason,
                 "checked_texts": self.checked_texts, "reference_offset_rows": self.reference_rows,
                 "batches": dict(sorted(self.batches.items()))}

@@ -237,6 +237,44 @@ def test_a_tokenizer_fastokens_cannot_load_falls_back_or_is_refused_when_forced(
         en.AutoEncoder(tok, "fast")
 
 
+@needs_fast
+def test_background_load_gives_the_same_output_and_reports_a_refused_tokenizer_before_writing():
+    texts = CORPUS.split("\n\n")
+    auto = en.AutoEncoder(backend("qwen2.5"), background=True)
+    assert auto.state == "waiting"
+    auto.prefetch(auto.fast_after_chars - 1)  # a small input: nothing is loaded
+    assert auto.state == "waiting" and auto._loader is None
+    auto.prefetch(auto.fast_after_chars)
+    assert auto.state == "loading"  # in a thread; the first batch waits for it and is the check
+    assert rows_of(auto.encode_with_starts(texts)) == reference(backend("qwen2.5"), texts)
+    assert auto.state == "on" and auto.describe()["batches"] == {"fastokens": 1}
+    forced = en.AutoEncoder(backend("qwen2.5"), "fast", background=True)
+    assert forced.state == "loading"
+    forced.describe()  # waits for the load (nothing encoded: the manifest names the reference, as without a thread)
+    assert forced.state == "loaded" and forced.fast is not None
+    refused = en.AutoEncoder(backend("bpe-metaspace-first"), "fast", background=True)  # no error yet
+    with pytest.raises(UsageProblem, match="cannot load"):
+        refused.encode_ids(texts)
+    with pytest.raises(UsageProblem, match="cannot load"):
+        en.AutoEncoder(backend("bpe-metaspace-first"), "fast", background=True).describe()
+
+
+@needs_fast
+def test_a_batch_encoded_fast_after_the_fast_backend_was_stopped_is_encoded_again():
+    """The encode thread may begin the next batch with the fast backend before this thread finds, on the batch
+    before, that it disagrees; that next batch's fast ids are not used."""
+    texts = CORPUS.split("\n\n")
+    auto = en.AutoEncoder(backend("qwen2.5"), fast_after_chars=0, spot_rows=0)
+    auto.encode_with_starts(texts)
+    auto.fast = wrong_fast(auto)
+    earlier, later = auto.encode_ids(texts), auto.encode_ids(texts)  # both by the wrong fast backend
+    assert earlier.fast is auto.fast and later.fast is auto.fast
+    assert rows_of(auto.with_starts(earlier)) == reference(backend("qwen2.5"), texts)  # byte check: stopped
+    assert auto.fast is None and "disagreed" in auto.reason
+    assert rows_of(auto.with_starts(later)) == reference(backend("qwen2.5"), texts)
+    assert auto.describe()["batches"] == {"fastokens": 1, "tokenizers": 2}
+
+
 def test_forcing_the_reference_and_bad_choices():
     auto = en.AutoEncoder(backend("tiny-bpe"), "hf")
     assert auto.fast is None and auto.describe()["name"] == "tokenizers"

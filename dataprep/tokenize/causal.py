@@ -137,6 +137,7 @@ class Prepared:
 
     rows: list[_Row]
     rejected: list[tuple[int, Rejected]]
+    encoded: Any = None  # dataprep.encoders.IdsBatch of the rows without plain ranges, from the encode thread
 
 
 class CausalTokenizer:
@@ -152,7 +153,7 @@ class CausalTokenizer:
         self.tokenizer = tokenizer
         self.template = template
         self.settings = options or CausalOptions()
-        self.encoder = AutoEncoder(tokenizer._tokenizer, self.settings.encoder)
+        self.encoder = AutoEncoder(tokenizer._tokenizer, self.settings.encoder, background=True)
         self.backend = self.encoder.reference.backend  # without truncation or padding, as apply_chat_template
         self.turns = "last" if self.settings.mask == "last" or self.settings.reasoning == "expand" else "all"
         self.created = 0  # rows added by the expand policy, beyond one per record
@@ -167,6 +168,9 @@ class CausalTokenizer:
 
     def describe(self) -> dict[str, Any]:
         return {"encoder": self.encoder.describe(), "self_check": self.check.describe()}
+
+    def expect(self, input_bytes: int) -> None:
+        self.encoder.prefetch(input_bytes)
 
     # -- Python side -------------------------------------------------------------------------------------------
 
@@ -219,10 +223,7 @@ class CausalTokenizer:
 
         normal = [r for r in prepared.rows if not r.plain]
         if normal:
-            batch = self.encoder.encode_with_starts([r.rendered.text for r in normal])
-            for k, row in enumerate(normal):
-                a, b = int(batch.offsets[k]), int(batch.offsets[k + 1])
-                row.ids, row.starts = batch.ids[a:b], batch.starts[a:b]
+            prepared.encoded = self.encoder.encode_ids([r.rendered.text for r in normal])
         failed: list[tuple[int, str]] = []
         for n, row in enumerate(prepared.rows):
             if row.plain:
@@ -235,6 +236,11 @@ class CausalTokenizer:
     # -- back in Python: truncation, the self-check and labels -------------------------------------------------
 
     def finish(self, prepared: Prepared, failed: list[tuple[int, str]]) -> BatchResult:
+        if prepared.encoded is not None:
+            batch = self.encoder.with_starts(prepared.encoded)
+            for k, row in enumerate(r for r in prepared.rows if not r.plain):
+                a, b = int(batch.offsets[k]), int(batch.offsets[k + 1])
+                row.ids, row.starts = batch.ids[a:b], batch.starts[a:b]
         rejected = list(prepared.rejected)
         bad = {n for n, _ in failed}
         rejected += [(prepared.rows[n].index, Rejected(prepared.rows[n].record, "special_token_in_content", why))

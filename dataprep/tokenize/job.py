@@ -208,6 +208,7 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     report = StageReport("tokenize", job.rejects)
     try:
         inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
+        encoder.expect(sum(f.bytes for f in inputs))
         tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
         options = {**encoder.options(), "emit_for": job.emit_for}
         parts = mf.key_parts(task=job.task, options=options, inputs=inputs, tokenizer_sha256=tok_sha,

@@ -134,6 +134,11 @@ class Encoder(Protocol):
         """What ran, for the manifest (``encoder``, ``self_check``)."""
         ...
 
+    def expect(self, input_bytes: int) -> None:
+        """The input's size in bytes, known before the first batch (a hint: large inputs load a faster encoder
+        early, beside the reading of the first batches)."""
+        ...
+
     def rewrite_split(self, path: Any) -> Any:
         """Replace a finished split file if the task must (classification maps label names to ids)."""
         ...

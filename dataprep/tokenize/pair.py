@@ -99,6 +99,9 @@ class PairClassifier:
     def describe(self) -> dict[str, Any]:
         return {"encoder": {"name": "tokenizers", "requested": "hf"}}
 
+    def expect(self, input_bytes: int) -> None:
+        """Nothing to prepare: the reference encoder is already loaded."""
+
     def options(self) -> dict[str, Any]:
         o = self.settings
         return {"text": o.text, "text_pair": o.text_pair, "label": o.label, "max_length": o.max_length,
