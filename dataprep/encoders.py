@@ -236,18 +236,29 @@ class TokenStarts:
         table = np.zeros(size, dtype=np.int64)
         uncertain = np.zeros(size, dtype=bool)
         is_added = np.zeros(size, dtype=bool)
-        alphabet = _byte_level_alphabet() if pipeline.byte_level else None
         byte_fallback, unk_id = _model_facts(backend, vocab)
-        for token, i in vocab.items():
-            if alphabet is not None:
-                n = len(token)
-                if not all(c in alphabet for c in token):
-                    uncertain[i] = True  # not a byte-level string: the pipeline can never produce it
-            elif byte_fallback and _BYTE_FALLBACK.fullmatch(token):
-                n = 1
-            else:
-                n = len(token.replace(_METASPACE, " ").encode("utf-8"))
-            table[i] = n
+        tokens = list(vocab)
+        ids = np.fromiter(vocab.values(), dtype=np.int64, count=len(tokens))
+        # per character of all tokens at once, then summed per token (cumulative sums; tokens may be empty)
+        cps = np.frombuffer("".join(tokens).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+        ends = np.cumsum(np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)))
+        starts = ends - np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+
+        def per_token(values: np.ndarray) -> np.ndarray:
+            total = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
+            return total[ends] - total[starts]
+
+        if pipeline.byte_level:
+            table[ids] = ends - starts  # each character of a byte-level token is one byte
+            codes = np.zeros(0x200, dtype=bool)
+            codes[[ord(c) for c in _byte_level_alphabet()]] = True
+            foreign = (cps >= len(codes)) | ~codes[np.minimum(cps, len(codes) - 1)]
+            uncertain[ids[per_token(foreign) > 0]] = True  # not a byte-level string: never produced
+        else:
+            utf8 = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
+            table[ids] = per_token(utf8 - 2 * (cps == ord(_METASPACE)))  # ▁ (3 bytes) stands for a space
+            if byte_fallback:
+                table[[i for t, i in vocab.items() if len(t) == 6 and _BYTE_FALLBACK.fullmatch(t)]] = 1
         for i, tok in added.items():
             table[i] = len(tok.content.encode("utf-8"))
             is_added[i] = True
@@ -268,10 +279,13 @@ class TokenStarts:
         """
         n = len(texts)
         ids64 = ids.astype(np.int64, copy=False)
-        in_range = ids64 < len(self.table)
-        safe = np.where(in_range, ids64, 0)
-        lengths = np.where(in_range, self.table[safe], 0)
-        bad_token = ~in_range | self.uncertain[safe]
+        if not len(ids64) or (ids64.min() >= 0 and ids64.max() < len(self.table)):  # as every encoder gives
+            safe, lengths, bad_token = ids64, self.table[ids64], self.uncertain[ids64]
+        else:
+            in_range = (ids64 >= 0) & (ids64 < len(self.table))
+            safe = np.where(in_range, ids64, 0)
+            lengths = np.where(in_range, self.table[safe], 0)
+            bad_token = ~in_range | self.uncertain[safe]
         row_len = np.diff(offsets)
         row_of = np.repeat(np.arange(n), row_len)
         if self.pipeline.prefix is not None and len(ids64):
@@ -283,27 +297,34 @@ class TokenStarts:
         bad_rows = np.concatenate(([0], np.cumsum(bad_token)))
         ok = (bad_rows[offsets[1:]] - bad_rows[offsets[:-1]]) == 0
         local = excl - (total[offsets[:-1]])[row_of]  # each token's byte offset in its own text
+        # an ASCII text has one byte per character (and is in every normal form): byte offsets are the starts
+        ascii_rows = np.fromiter((t.isascii() for t in texts), dtype=bool, count=n)
         text_chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
-        joined = "".join(texts)
-        if joined.isascii():  # one byte per character: byte offsets are the starts
-            ok &= row_bytes == text_chars
+        ok &= ~ascii_rows | (row_bytes == text_chars)
+        if ascii_rows.all():
             return local, ok
-        # bytes → characters for the whole batch at once: a table holding, per UTF-8 byte, its character
-        cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        widths = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
-        char_base = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(text_chars, out=char_base[1:])
+        # bytes → characters for the other rows at once: a table holding, per UTF-8 byte, its character
+        other = np.flatnonzero(~ascii_rows)
+        cps = np.frombuffer("".join([texts[i] for i in other]).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        widths = (cps >= 0x80).view(np.uint8) + (cps >= 0x800).view(np.uint8) + (cps >= 0x10000).view(np.uint8) + 1
+        char_base = np.zeros(len(other) + 1, dtype=np.int64)
+        np.cumsum(text_chars[other], out=char_base[1:])
         byte_base = np.zeros(len(cps) + 1, dtype=np.int64)
-        np.cumsum(widths, out=byte_base[1:])
+        np.cumsum(widths, dtype=np.int64, out=byte_base[1:])
         byte_base = byte_base[char_base]
-        ok &= row_bytes == np.diff(byte_base)
+        ok[other] &= row_bytes[other] == np.diff(byte_base)
         form = self.pipeline.normal_form
         if form is not None:
-            ok &= np.fromiter((t.isascii() or unicodedata.is_normalized(form, t) for t in texts), dtype=bool,
-                              count=n)
+            ok[other] &= np.fromiter((unicodedata.is_normalized(form, texts[i]) for i in other.tolist()),
+                                     dtype=bool, count=len(other))
+        tokens = np.flatnonzero(~ascii_rows[row_of])
+        rank = np.cumsum(~ascii_rows) - 1  # a row's place among the other rows
+        sub_row = rank[row_of[tokens]]
         char_of_byte = np.append(np.repeat(np.arange(len(cps), dtype=np.int64), widths), len(cps))
-        global_byte = np.minimum(byte_base[:-1][row_of] + local, len(char_of_byte) - 1)
-        return char_of_byte[global_byte] - char_base[:-1][row_of], ok
+        global_byte = np.minimum(byte_base[:-1][sub_row] + local[tokens], len(char_of_byte) - 1)
+        starts = local.copy()
+        starts[tokens] = char_of_byte[global_byte] - char_base[:-1][sub_row]
+        return starts, ok
 
     def _prefix_spaces(self, texts: Sequence[str], ids: np.ndarray, offsets: np.ndarray,
                        row_len: np.ndarray) -> np.ndarray:

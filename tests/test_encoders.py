@@ -91,6 +91,13 @@ def rows_of(out: en.EncodedBatch) -> list[tuple[list[int], list[int]]]:
 ALL = ["tiny-bpe", "tiny-wordpiece", "qwen2.5", "qwen3", "gpt2", *SPM_KINDS]
 
 
+@pytest.mark.parametrize("name", ["tiny-bpe", "qwen2.5", "bpe-replace-gemma"])
+def test_starts_in_a_batch_mixing_ascii_rows_with_others(name):
+    """ASCII rows take their byte offsets as starts; the others go through the byte-to-character table."""
+    texts = ["plain ascii", "中文 text 😀", "", "more ascii\n", "é and e\u0301", "x" * 50, "<|im_end|> ü"] * 3
+    assert rows_of(en.HFEncoder(backend(name)).encode_with_starts(texts)) == reference(backend(name), texts)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_reference_encoder_ids_and_starts_equal_hf_offsets(name):
     tok = backend(name)

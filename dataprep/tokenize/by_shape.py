@@ -166,8 +166,8 @@ class ShapeRows:
         joined = self.screen.joined(flat)
         starts = np.zeros(len(flat) + 1, dtype=np.int64)
         np.cumsum(lengths + 1, out=starts[1:])
-        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
-        first, last = points[starts[:-1]], points[starts[1:] - 2]
+        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        first, last = points[starts[:-1]].astype(np.int64), points[starts[1:] - 2].astype(np.int64)
         bad = np.isin(first, _WHITESPACE) | np.isin(last, _WHITESPACE)  # render locates such rows one by one
         bad[self.screen.containing(joined, starts[:-1])] = True
         if _PLACEHOLDERS.search(joined):

@@ -474,7 +474,7 @@ class SelfCheck:
 
     def sample(self, rows: Sequence[_Row]) -> None:
         picks = [r for n, r in enumerate(rows) if not r.plain and (
-            n == 0 or int(hashlib.blake2b(r.id.encode(), digest_size=4).hexdigest(), 16) % SELF_CHECK_EVERY == 0)]
+            n == 0 or int.from_bytes(hashlib.blake2b(r.id.encode(), digest_size=4).digest(), "big") % SELF_CHECK_EVERY == 0)]
         if not picks:
             return
         self._loader.join()
