@@ -183,7 +183,12 @@ def parse_record_text(text: str) -> Any:
     """One JSON value, strictly: raises json.JSONDecodeError, or BadValue for what json accepts but must not be
     carried on (duplicate keys, NaN/Infinity, lone surrogates, nesting deeper than Python can hold)."""
     try:
-        value = _STRICT.decode(text)
+        try:  # the usual line, one value and nothing around it: skip decode()'s whitespace checks
+            value, end = _STRICT.raw_decode(text)
+        except json.JSONDecodeError:
+            end = -1
+        if end != len(text):  # anything else (or an error): decode() itself, for its exact result and message
+            value = _STRICT.decode(text)
         _check_unicode(value, text)
     except RecursionError:
         raise _too_deep() from None

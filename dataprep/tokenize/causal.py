@@ -257,11 +257,12 @@ class CausalTokenizer:
     # -- back in Python: truncation, the self-check and labels -------------------------------------------------
 
     def finish(self, prepared: Prepared, failed: list[tuple[int, str]]) -> BatchResult:
+        batch = None
         if prepared.encoded is not None:
             batch = self.encoder.with_starts(prepared.encoded)
+            cuts = batch.offsets.tolist()
             for k, row in enumerate(r for r in prepared.rows if not r.plain):
-                a, b = int(batch.offsets[k]), int(batch.offsets[k + 1])
-                row.ids, row.starts = batch.ids[a:b], batch.starts[a:b]
+                row.ids, row.starts = batch.ids[cuts[k]:cuts[k + 1]], batch.starts[cuts[k]:cuts[k + 1]]
         rejected = list(prepared.rejected)
         bad = {n for n, _ in failed}
         rejected += [(prepared.rows[n].index, Rejected(prepared.rows[n].record, "special_token_in_content", why))
@@ -283,7 +284,10 @@ class CausalTokenizer:
                     rejected.append((row.index, Rejected(row.record, exc.reason, exc.detail)))
                     continue
             kept.append(row)
-        tokens, empty = self._labelled(kept)
+        # every row as encoded, in the batch's order: its arrays as they are, no per-row copy
+        whole = batch is not None and len(kept) == len(prepared.rows) == len(batch.offsets) - 1 and all(
+            a is b and a.cut is None for a, b in zip(kept, prepared.rows, strict=True))
+        tokens, empty = self._labelled(kept, (batch.ids, batch.starts, batch.offsets) if whole else None)
         rejected += [(row.index, Rejected(row.record, "no_supervised_tokens", self._why_unsupervised(row)))
                      for row in empty]
         rejected.sort(key=lambda item: item[0])
@@ -299,16 +303,22 @@ class CausalTokenizer:
             spans = _minus(spans, rendered.inserted)
         return [b for span in spans for b in span]
 
-    def _labelled(self, rows: list[_Row]) -> tuple[TokenizedBatch, list[_Row]]:
+    def _labelled(self, rows: list[_Row], flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[TokenizedBatch, list[_Row]]:
         """Labels for every row at once: token starts and span bounds are shifted by each row's place in the
-        concatenated texts, so one ``searchsorted`` decides every token of the batch."""
-        lengths = np.fromiter((len(r.ids) if r.cut is None else r.cut for r in rows), np.int64, len(rows))
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        ids = np.concatenate([r.ids[:n] for r, n in zip(rows, lengths, strict=True)]) if rows \
-            else np.zeros(0, np.int32)
-        starts = np.concatenate([r.starts[:n] for r, n in zip(rows, lengths, strict=True)]).astype(np.int64) \
-            if rows else np.zeros(0, np.int64)
+        concatenated texts, so one ``searchsorted`` decides every token of the batch. ``flat``: the rows' ids,
+        starts and offsets already concatenated (the encoded batch, when every row is kept whole)."""
+        if flat is not None:
+            ids, starts, offsets = flat
+            lengths = np.diff(offsets)
+        else:
+            lengths = np.fromiter((len(r.ids) if r.cut is None else r.cut for r in rows), np.int64, len(rows))
+            offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            ids = np.concatenate([r.ids[:n] for r, n in zip(rows, lengths, strict=True)]) if rows \
+                else np.zeros(0, np.int32)
+            starts = np.concatenate([r.starts[:n] for r, n in zip(rows, lengths, strict=True)]).astype(np.int64) \
+                if rows else np.zeros(0, np.int64)
         text_base = np.zeros(len(rows), dtype=np.int64)
         if rows:
             np.cumsum([len(r.text) + 1 for r in rows[:-1]], out=text_base[1:])
@@ -327,12 +337,12 @@ class CausalTokenizer:
             lengths = lengths[keep]
             offsets = np.zeros(len(rows) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
-        labels = np.where(inside, ids, IGNORE_INDEX).astype(np.int32)
+        labels = np.where(inside, ids, IGNORE_INDEX).astype(np.int32, copy=False)
         tokens = TokenizedBatch(
             ids=[r.id for r in rows],
             splits=[r.split for r in rows],
             offsets=offsets,
-            columns={"input_ids": ids.astype(np.int32), "attention_mask": np.ones(len(ids), dtype=np.int8),
+            columns={"input_ids": ids.astype(np.int32, copy=False), "attention_mask": np.ones(len(ids), dtype=np.int8),
                      "labels": labels},
             truncated=np.asarray([r.truncated for r in rows], dtype=bool),
         )
@@ -484,6 +494,7 @@ class SelfCheck:
             messages, tools = self.template.messages_of(row.record)
             text = self._render([messages], tools=tools, chat_template=self.template.source,
                                 **self.template.variables)[0][0]
+            # encode, not encode_batch: the batch call would queue behind the encode thread's on Rust's pool
             expected = self.backend.encode(text, add_special_tokens=False).ids
             self.checked += 1
             if text != row.text or list(row.ids) != expected:

@@ -119,7 +119,9 @@ def _row_splits(batch: Batch) -> tuple[list[str | None], list[Rejected]]:
     rejected: list[Rejected] = []
     for i, record in enumerate(batch.records):
         name = record.get("split") or "train"
-        if not isinstance(name, str) or not SPLIT_NAME.match(name):
+        if name == "train":
+            splits.append(name)
+        elif not isinstance(name, str) or not SPLIT_NAME.match(name):
             detail = f"split {name!r} is not a valid split name (letters, digits, _ and .)"
             rejected.append(Rejected(record, "invalid_split", detail, location=batch.location(i)))
             splits.append(None)
