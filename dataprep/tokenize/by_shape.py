@@ -38,6 +38,8 @@ from dataprep.template import ChatTemplate, Rendered, Turns
 
 # every code point str.strip() removes (str.isspace; none is above U+3000), to test strings' ends in bulk
 _WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.int64)
+_IS_SPACE = np.zeros(0x3002, dtype=bool)  # by code point; the last entry stands for every one above
+_IS_SPACE[_WHITESPACE] = True
 _SHIFT = 21  # code points fit in 21 bits: a pair of characters as one integer
 _PLACEHOLDERS = re.compile("[" + "".join(PLACEHOLDER_CHARS) + "]")
 
@@ -131,7 +133,11 @@ class SpecialTokenScreen:
 
     def crossing(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Whether each pair of code points (left, right) could be two consecutive characters of a token."""
-        return np.isin((left << _SHIFT) | right, self.pairs)
+        if not len(self.pairs):
+            return np.zeros(len(left), dtype=bool)
+        keys = (left << _SHIFT) | right
+        at = np.minimum(np.searchsorted(self.pairs, keys), len(self.pairs) - 1)
+        return self.pairs[at] == keys
 
 
 class ShapeRows:
@@ -168,7 +174,8 @@ class ShapeRows:
         np.cumsum(lengths + 1, out=starts[1:])
         points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         first, last = points[starts[:-1]].astype(np.int64), points[starts[1:] - 2].astype(np.int64)
-        bad = np.isin(first, _WHITESPACE) | np.isin(last, _WHITESPACE)  # render locates such rows one by one
+        space = _IS_SPACE[np.minimum(first, len(_IS_SPACE) - 1)] | _IS_SPACE[np.minimum(last, len(_IS_SPACE) - 1)]
+        bad = space  # render locates rows with whitespace around a string one by one
         bad[self.screen.containing(joined, starts[:-1])] = True
         if _PLACEHOLDERS.search(joined):
             bad[[k for k, s in enumerate(flat) if _PLACEHOLDERS.search(s)]] = True

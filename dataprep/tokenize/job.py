@@ -146,8 +146,10 @@ class DatasetSink:
 
     def write(self, tokens: TokenizedBatch) -> None:
         splits = np.asarray(tokens.splits)
-        supervised = tokens.columns["labels"] != IGNORE_INDEX if self.encoder.task == "causal" else None
-        row_of_token = np.repeat(splits, tokens.lengths) if supervised is not None else None
+        supervised = None  # per row
+        if self.encoder.task == "causal":
+            running = np.concatenate(([0], np.cumsum(tokens.columns["labels"] != IGNORE_INDEX)))
+            supervised = running[tokens.offsets[1:]] - running[tokens.offsets[:-1]]
         for name in sorted(set(tokens.splits)):
             rows = np.flatnonzero(splits == name)
             part = tokens if len(rows) == len(tokens) else tokens.select(rows)
@@ -167,8 +169,8 @@ class DatasetSink:
             if supervised is None:
                 s.supervised_tokens = None
             else:
-                assert s.supervised_tokens is not None and row_of_token is not None
-                s.supervised_tokens += int(supervised[row_of_token == name].sum())
+                assert s.supervised_tokens is not None
+                s.supervised_tokens += int(supervised[rows].sum())
 
     def close(self, ok: bool) -> None:
         if not ok:
