@@ -515,14 +515,15 @@ class FastEncoder:
 
     name = FAST_PACKAGE
 
-    def __init__(self, backend: Any, reference: HFEncoder | None = None) -> None:
+    def __init__(self, backend: Any, reference: HFEncoder | None = None, loaded: Any = None) -> None:
+        """``loaded``: a fastokens tokenizer already read from the file ``backend`` was loaded from."""
         from importlib.metadata import version
 
         import fastokens
 
         self.version = version(FAST_PACKAGE)
         self.reference = reference or HFEncoder(backend)
-        self.fast = fastokens.Tokenizer.from_json_str(self.reference.backend.to_str())
+        self.fast = loaded if loaded is not None else fastokens.Tokenizer.from_json_str(self.reference.backend.to_str())
         self.fast.no_truncation()
         self.fast.no_padding()
 
@@ -547,6 +548,35 @@ class FastEncoder:
         ref = self.reference.describe()
         return {"name": self.name, "version": self.version, "starts": ref["starts"],
                 **({"starts_reason": ref["starts_reason"]} if "starts_reason" in ref else {})}
+
+
+class FastLoad:
+    """fastokens reading a ``tokenizer.json`` in a thread (it does not hold the GIL meanwhile), begun by a run
+    before anything else so the load overlaps opening the tokenizer, the template and the input. Use it only for
+    a reference loaded from that same file, unchanged; :class:`AutoEncoder` checks the ids as for any load."""
+
+    def __init__(self, path: str | Any) -> None:
+        self.path = str(path)
+        self._result: list[Any] = []
+        # not a daemon: a daemon thread still inside fastokens when the interpreter exits (a run that failed
+        # early) is torn down mid-Rust and aborts the process; exit waits for the load instead
+        self._thread = threading.Thread(target=self._load, name="dataprep-fast-read")
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            import fastokens
+
+            self._result.append(fastokens.Tokenizer.from_file(self.path))
+        except BaseException as exc:  # noqa: BLE001 - raised again by tokenizer(), in the thread that uses it
+            self._result.append(exc)
+
+    def tokenizer(self) -> Any:
+        """The loaded tokenizer (waiting for it); raises what loading raised (ValueError: fastokens refuses it)."""
+        self._thread.join()
+        if isinstance(self._result[0], BaseException):
+            raise self._result[0]
+        return self._result[0]
 
 
 def fast_available() -> bool:
@@ -597,6 +627,7 @@ class AutoEncoder:
     fast_after_chars: int = 2_000_000
     spot_rows: int = 8
     background: bool = False
+    preload: FastLoad | None = None  # the fast backend, already being read from the reference's own file
     reference: HFEncoder = field(init=False)
     fast: FastEncoder | None = field(init=False, default=None)
     # off | waiting (to load) | loading (in a thread) | loaded (not checked yet) | on
@@ -639,12 +670,12 @@ class AutoEncoder:
     def _start_loading(self) -> None:
         def load() -> None:
             try:
-                self._loaded.append(FastEncoder(self.backend, self.reference))
+                self._loaded.append(self._fast_encoder())
             except BaseException as exc:  # noqa: BLE001 - handed to the encode thread, which decides
                 self._loaded.append(exc)
 
         self.state = "loading"
-        self._loader = threading.Thread(target=load, name="dataprep-fast-load", daemon=True)
+        self._loader = threading.Thread(target=load, name="dataprep-fast-load")  # not a daemon: see FastLoad
         self._loader.start()
 
     def _finish_loading(self) -> None:
@@ -726,9 +757,12 @@ class AutoEncoder:
     def encode_with_plain_ranges(self, text: str, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         return self.reference.encode_with_plain_ranges(text, ranges)
 
+    def _fast_encoder(self) -> FastEncoder:
+        return FastEncoder(self.backend, self.reference, self.preload.tokenizer() if self.preload else None)
+
     def _load(self) -> bool:
         try:
-            self.fast = FastEncoder(self.backend, self.reference)
+            self.fast = self._fast_encoder()
         except ValueError as exc:  # fastokens refuses pipelines it does not implement (Metaspace, Unigram, ...)
             self.state, self.reason = "off", f"{FAST_PACKAGE} cannot load this tokenizer: {exc}"
             return False

@@ -267,6 +267,20 @@ def test_background_load_gives_the_same_output_and_reports_a_refused_tokenizer_b
 
 
 @needs_fast
+def test_a_fast_backend_read_ahead_from_the_file_is_used_and_checked_like_any(tmp_path):
+    texts = CORPUS.split("\n\n")
+    preload = en.FastLoad(TINY / "tiny-bpe" / "tokenizer.json")
+    auto = en.AutoEncoder(backend("tiny-bpe"), "fast", background=True, preload=preload)
+    assert rows_of(auto.encode_with_starts(texts)) == reference(backend("tiny-bpe"), texts)
+    assert auto.describe()["batches"] == {"fastokens": 1} and auto.fast.fast is preload.tokenizer()
+    refused = tmp_path / "tokenizer.json"  # a pipeline fastokens does not implement: still a UsageProblem
+    backend("bpe-metaspace-first").save(str(refused))
+    auto = en.AutoEncoder(backend("bpe-metaspace-first"), "fast", background=True, preload=en.FastLoad(refused))
+    with pytest.raises(UsageProblem, match="cannot load"):
+        auto.encode_ids(texts)
+
+
+@needs_fast
 def test_a_batch_encoded_fast_after_the_fast_backend_was_stopped_is_encoded_again():
     """The encode thread may begin the next batch with the fast backend before this thread finds, on the batch
     before, that it disagrees; that next batch's fast ids are not used."""

@@ -150,13 +150,15 @@ class CausalTokenizer:
     task = "causal"
     label_names = None
 
-    def __init__(self, tokenizer: Any, template: Any, options: CausalOptions | None = None) -> None:
+    def __init__(self, tokenizer: Any, template: Any, options: CausalOptions | None = None,
+                 preload: Any = None) -> None:
+        """``preload``: a :class:`dataprep.encoders.FastLoad` of the file ``tokenizer`` was loaded from."""
         from dataprep.encoders import AutoEncoder
 
         self.tokenizer = tokenizer
         self.template = template
         self.settings = options or CausalOptions()
-        self.encoder = AutoEncoder(tokenizer._tokenizer, self.settings.encoder, background=True)
+        self.encoder = AutoEncoder(tokenizer._tokenizer, self.settings.encoder, background=True, preload=preload)
         self.backend = self.encoder.reference.backend  # without truncation or padding, as apply_chat_template
         self.turns = "last" if self.settings.mask == "last" or self.settings.reasoning == "expand" else "all"
         self.created = 0  # rows added by the expand policy, beyond one per record

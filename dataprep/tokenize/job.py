@@ -205,8 +205,10 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     check_paths([path for _, path in parsed], None, job.rejects, replaced_folders=[job.outdir])
     check_replaceable_folder(job.outdir, mf.MANIFEST)
     emit.check_task(job.emit_for, job.task)
+    early = _early_fast_load(job, [path for _, path in parsed])
     tokenizer = open_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
-    encoder, template_facts = _encoder_for(job, tokenizer)
+    same_file = early is not None and getattr(tokenizer, "loaded_by", None) == "tokenizer.json"
+    encoder, template_facts = _encoder_for(job, tokenizer, early if same_file else None)
     schema = emit.schema_for(job.emit_for, encoder.schema) if job.task == "causal" else encoder.schema
     out = OutputDir(job.outdir, schema)
     report = StageReport("tokenize", job.rejects)
@@ -273,7 +275,25 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     return TokenizeResult(False, manifest, _summary(report, manifest, elapsed), report)
 
 
-def _encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, Any] | None]:
+def _early_fast_load(job: TokenizeJob, paths: list[str]) -> Any:
+    """Start reading the fast encoder's tables now, before the tokenizer and template are opened, when the run
+    will use it: ``--encoder fast``, or ``auto`` with input files large enough for it to pay. None otherwise."""
+    from dataprep.encoders import AutoEncoder, FastLoad, fast_available
+    from dataprep.tokenizer_io import TOKENIZER_JSON, resolve_spec
+
+    if job.task != "causal" or job.causal.encoder == "hf" or not fast_available():
+        return None
+    where = resolve_spec(job.tokenizer)
+    if not isinstance(where, Path) or not (where / TOKENIZER_JSON).is_file():
+        return None
+    if job.causal.encoder == "auto":
+        size = sum(Path(p).stat().st_size for p in paths if p != "-" and Path(p).is_file())
+        if size < AutoEncoder.fast_after_chars:
+            return None
+    return FastLoad(where / TOKENIZER_JSON)
+
+
+def _encoder_for(job: TokenizeJob, tokenizer: Any, preload: Any = None) -> tuple[Encoder, dict[str, Any] | None]:
     import hashlib
 
     if job.task == "classification":
@@ -289,7 +309,7 @@ def _encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, A
         "sha256": hashlib.sha256(template.source.encode("utf-8")).hexdigest(),
         "default_system": template.default_system,
     }
-    return CausalTokenizer(tokenizer, template, job.causal), facts
+    return CausalTokenizer(tokenizer, template, job.causal, preload), facts
 
 
 def _summary(report: StageReport, manifest: Manifest, elapsed: float) -> str:
