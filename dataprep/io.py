@@ -540,8 +540,10 @@ def read_batches(
     fmt: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_bad: BadRecordHandler | None = None,
+    stream: IO[bytes] | None = None,
 ) -> Iterator[Batch]:
-    """Yield batches of records from ``path`` (``-`` is stdin) in any supported format.
+    """Yield batches of records from ``path`` (``-`` is stdin) in any supported format; ``stream``: the bytes of
+    ``path`` already open (stdin being hashed as it is read), left open.
 
     ``on_bad`` set: unreadable records are passed to it and skipped, instead of raising InputError: malformed
     JSON lines, invalid UTF-8 lines, non-objects, duplicate keys, NaN/Infinity, lone surrogates, nesting too
@@ -556,8 +558,8 @@ def read_batches(
     if fmt == "parquet":
         yield from _read_parquet(path, source, batch_size, on_bad)
         return
-    stream = _open_bytes(path)
-    owned = path != "-"
+    owned = path != "-" and stream is None
+    stream = stream if stream is not None else _open_bytes(path)
     try:
         if fmt is None:  # stdin: sniff the first byte without losing it
             head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""

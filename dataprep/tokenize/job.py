@@ -184,14 +184,19 @@ class DatasetSink:
         self.out.commit()
 
 
-def _batches(inputs: list[InputFile], job: TokenizeJob, report: StageReport) -> Iterator[Batch]:
+def _batches(inputs: list[InputFile | mf.StreamedStdin], job: TokenizeJob, report: StageReport,
+             encoder: Encoder) -> Iterator[Batch]:
     on_bad = report.bad_input if job.on_error == "reject" else None
+    known = sum(f.bytes for f in inputs if isinstance(f, InputFile))
     for source in inputs:
+        streamed = source if isinstance(source, mf.StreamedStdin) else None
         for batch in read_batches(source.path, fmt=job.input_format or source.fmt, batch_size=job.batch_size,
-                                  on_bad=on_bad):
+                                  on_bad=on_bad, stream=streamed.reader() if streamed else None):
             if source.name == "<stdin>":
                 batch.source = "<stdin>"
             batch.split = source.split
+            if streamed is not None:
+                encoder.expect(known + streamed.arrived)  # its size so far: a large input loads a faster encoder
             yield batch
 
 
@@ -213,14 +218,24 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     out = OutputDir(job.outdir, schema)
     report = StageReport("tokenize", job.rejects)
     try:
-        inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
-        encoder.expect(sum(f.bytes for f in inputs))
+        old = mf.read_manifest(job.outdir)
+        # stdin is read as it arrives (hashed on the way) when the cache key is not needed before the work;
+        # otherwise it is spooled and hashed first, so an up-to-date run costs no work
+        stream = job.force or old is None
+        inputs: list[InputFile | mf.StreamedStdin] = [
+            mf.StreamedStdin(str(out.work), split, job.input_format) if path == "-" and stream
+            else mf.hash_input(path, str(out.work), split) for split, path in parsed]
+        encoder.expect(sum(f.bytes for f in inputs if isinstance(f, InputFile)))
         tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
         options = {**encoder.options(), "emit_for": job.emit_for}
-        parts = mf.key_parts(task=job.task, options=options, inputs=inputs, tokenizer_sha256=tok_sha,
-                             template=template_facts)
-        key = mf.cache_key(parts)
-        old = mf.read_manifest(job.outdir)
+
+        def cache_key() -> str:
+            facts = [f.fact() if isinstance(f, mf.StreamedStdin) else f for f in inputs]
+            return mf.cache_key(mf.key_parts(task=job.task, options=options, inputs=facts, tokenizer_sha256=tok_sha,
+                                             template=template_facts))
+
+        streamed = any(isinstance(f, mf.StreamedStdin) for f in inputs)
+        key = "" if streamed else cache_key()  # a streamed input's key is known once it is read
         if old is not None and old.key == key and not job.force:
             out.abort()
             report.close(ok=False)
@@ -237,14 +252,17 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         tokenizer=mf.TokenizerFacts(class_name=facts.pop("class", None), files_sha256=tok_sha,
                                     **{k: v for k, v in facts.items() if k in mf.TokenizerFacts.__dataclass_fields__}),
         splits={}, key=key, options=options, template=template_facts,
-        inputs=[f.fact() for f in inputs], emit_for=job.emit_for,
+        inputs=[f.fact() for f in inputs if isinstance(f, InputFile)], emit_for=job.emit_for,
     )
     sink = DatasetSink(out, encoder, job.emit_for)
 
     def finalize(sink: DatasetSink) -> None:
         from dataprep.card import write_card
 
-        out.finish_splits(key, encoder.rewrite_split)
+        if streamed:
+            manifest.key = cache_key()
+            manifest.inputs = [(f.fact() if isinstance(f, mf.StreamedStdin) else f).fact() for f in inputs]
+        out.finish_splits(manifest.key, encoder.rewrite_split)
         save_tokenizer(tokenizer, out.staging / mf.TOKENIZER_DIR)
         manifest.splits = {s: sink.splits[s] for s in out.splits}
         manifest.rejected = dict(sorted(report.reasons.items()))
@@ -268,7 +286,7 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     stage = TokenizeStage(encoder)
     started = time.perf_counter()
     try:
-        run(stage, _batches(inputs, job, report), sink, report, progress)
+        run(stage, _batches(inputs, job, report, encoder), sink, report, progress)
     finally:
         stage.close()
     elapsed = max(time.perf_counter() - started, 1e-9)
