@@ -304,15 +304,18 @@ class TokenStarts:
         ok &= ~ascii_rows | (row_bytes == text_chars)
         if ascii_rows.all():
             return local, ok
-        # bytes → characters for the other rows at once: a table holding, per UTF-8 byte, its character
+        # bytes → characters for the other rows at once, through their non-ASCII characters only: a byte offset
+        # is its character's index plus the extra bytes of the wide characters before it
         other = np.flatnonzero(~ascii_rows)
         cps = np.frombuffer("".join([texts[i] for i in other]).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        widths = (cps >= 0x80).view(np.uint8) + (cps >= 0x800).view(np.uint8) + (cps >= 0x10000).view(np.uint8) + 1
+        wide = np.flatnonzero(cps >= 0x80)  # character indexes, in the joined text of the other rows
+        width = 2 + (cps[wide] >= 0x800).astype(np.int64) + (cps[wide] >= 0x10000)
+        extra = np.zeros(len(wide) + 1, dtype=np.int64)  # extra bytes of the first j wide characters
+        np.cumsum(width - 1, out=extra[1:])
+        wide_byte = wide + extra[:-1]  # where each wide character starts, in bytes
         char_base = np.zeros(len(other) + 1, dtype=np.int64)
         np.cumsum(text_chars[other], out=char_base[1:])
-        byte_base = np.zeros(len(cps) + 1, dtype=np.int64)
-        np.cumsum(widths, dtype=np.int64, out=byte_base[1:])
-        byte_base = byte_base[char_base]
+        byte_base = char_base + extra[np.searchsorted(wide, char_base)]
         ok[other] &= row_bytes[other] == np.diff(byte_base)
         form = self.pipeline.normal_form
         if form is not None:
@@ -321,10 +324,14 @@ class TokenStarts:
         tokens = np.flatnonzero(~ascii_rows[row_of])
         rank = np.cumsum(~ascii_rows) - 1  # a row's place among the other rows
         sub_row = rank[row_of[tokens]]
-        char_of_byte = np.append(np.repeat(np.arange(len(cps), dtype=np.int64), widths), len(cps))
-        global_byte = np.minimum(byte_base[:-1][sub_row] + local[tokens], len(char_of_byte) - 1)
+        at = byte_base[:-1][sub_row] + local[tokens]  # the token's first byte, in the joined text
+        before = np.searchsorted(wide_byte, at, side="right")  # wide characters starting at or before it
+        chars = at - extra[before]  # right when every one of them ends before it (or there is none)
+        last = np.maximum(before - 1, 0)
+        inside = (before > 0) & (at < wide_byte[last] + width[last]) if len(wide) else np.zeros(len(at), bool)
+        chars[inside] = wide[last[inside]]  # a token starting within a wide character starts at that character
         starts = local.copy()
-        starts[tokens] = char_of_byte[global_byte] - char_base[:-1][sub_row]
+        starts[tokens] = chars - char_base[:-1][sub_row]
         return starts, ok
 
     def _prefix_spaces(self, texts: Sequence[str], ids: np.ndarray, offsets: np.ndarray,
