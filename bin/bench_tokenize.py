@@ -31,7 +31,6 @@ import importlib.util
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -115,14 +114,21 @@ def time_dataprep(canonical: Path, tokenizer: str, out: Path, batch_size: int, e
 
 
 def time_pipe(raw: Path, tokenizer: str, out: Path, encoder: str) -> tuple[float, float]:
-    """``normalize RAW | tokenize -`` as two processes: wall time and the larger peak RSS (MiB)."""
-    cmd = (f"{sys.executable} -m dataprep normalize {raw} -q | {sys.executable} -m dataprep tokenize - -o {out} "
-           f"--tokenizer {tokenizer} --max-length 1024 --encoder {encoder} --force -q")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """``normalize RAW | tokenize -`` as two processes: wall time and the larger of their peak RSS (MiB).
+
+    Each side's peak comes from GNU time (``-f %M``). This process's own children counters would not do: a child
+    is forked from this process, and Linux counts the RSS it had before exec (this process's own, with the
+    in-process runs' tokenizers loaded) into the child's peak.
+    """
+    timer = shutil.which("time")  # GNU time; without it the peak is not measured (nan)
+    rss = [out.parent / f"rss-{side}.txt" for side in ("normalize", "tokenize")]
+    wrap = [f"{timer} -f %M -o {path} " if timer else "" for path in rss]
+    cmd = (f"{wrap[0]}{sys.executable} -m dataprep normalize {raw} -q | {wrap[1]}{sys.executable} -m dataprep "
+           f"tokenize - -o {out} --tokenizer {tokenizer} --max-length 1024 --encoder {encoder} --force -q")
     start = time.perf_counter()
     subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, cwd=REPO)
     wall = time.perf_counter() - start
-    return wall, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    return wall, max(int(p.read_text().split()[-1]) for p in rss) / 1024 if timer else float("nan")
 
 
 def report(label: str, seconds: list[float], cpu: list[float], raw: float, raw_cpu: float) -> dict:

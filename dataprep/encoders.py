@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -82,6 +84,18 @@ class EncodedBatch:
     starts: np.ndarray
     reference_rows: int = 0
     replaced_rows: int = 0
+
+
+@dataclass
+class IdsBatch:
+    """A batch as the encode thread hands it over (:meth:`AutoEncoder.encode_ids`): flat ids and row offsets,
+    the fast backend that made them (None: the reference did), or ``done`` when the starts came with them."""
+
+    texts: Sequence[str]
+    ids: np.ndarray | None
+    offsets: np.ndarray | None
+    fast: FastEncoder | None
+    done: EncodedBatch | None = None
 
 
 def flat_from_lists(id_lists: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -223,18 +237,29 @@ class TokenStarts:
         table = np.zeros(size, dtype=np.int64)
         uncertain = np.zeros(size, dtype=bool)
         is_added = np.zeros(size, dtype=bool)
-        alphabet = _byte_level_alphabet() if pipeline.byte_level else None
         byte_fallback, unk_id = _model_facts(backend, vocab)
-        for token, i in vocab.items():
-            if alphabet is not None:
-                n = len(token)
-                if not all(c in alphabet for c in token):
-                    uncertain[i] = True  # not a byte-level string: the pipeline can never produce it
-            elif byte_fallback and _BYTE_FALLBACK.fullmatch(token):
-                n = 1
-            else:
-                n = len(token.replace(_METASPACE, " ").encode("utf-8"))
-            table[i] = n
+        tokens = list(vocab)
+        ids = np.fromiter(vocab.values(), dtype=np.int64, count=len(tokens))
+        # per character of all tokens at once, then summed per token (cumulative sums; tokens may be empty)
+        cps = np.frombuffer("".join(tokens).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
+        ends = np.cumsum(np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens)))
+        starts = ends - np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+
+        def per_token(values: np.ndarray) -> np.ndarray:
+            total = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
+            return total[ends] - total[starts]
+
+        if pipeline.byte_level:
+            table[ids] = ends - starts  # each character of a byte-level token is one byte
+            codes = np.zeros(0x200, dtype=bool)
+            codes[[ord(c) for c in _byte_level_alphabet()]] = True
+            foreign = (cps >= len(codes)) | ~codes[np.minimum(cps, len(codes) - 1)]
+            uncertain[ids[per_token(foreign) > 0]] = True  # not a byte-level string: never produced
+        else:
+            utf8 = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
+            table[ids] = per_token(utf8 - 2 * (cps == ord(_METASPACE)))  # ▁ (3 bytes) stands for a space
+            if byte_fallback:
+                table[[i for t, i in vocab.items() if len(t) == 6 and _BYTE_FALLBACK.fullmatch(t)]] = 1
         for i, tok in added.items():
             table[i] = len(tok.content.encode("utf-8"))
             is_added[i] = True
@@ -255,10 +280,13 @@ class TokenStarts:
         """
         n = len(texts)
         ids64 = ids.astype(np.int64, copy=False)
-        in_range = ids64 < len(self.table)
-        safe = np.where(in_range, ids64, 0)
-        lengths = np.where(in_range, self.table[safe], 0)
-        bad_token = ~in_range | self.uncertain[safe]
+        if not len(ids64) or (ids64.min() >= 0 and ids64.max() < len(self.table)):  # as every encoder gives
+            safe, lengths, bad_token = ids64, self.table[ids64], self.uncertain[ids64]
+        else:
+            in_range = (ids64 >= 0) & (ids64 < len(self.table))
+            safe = np.where(in_range, ids64, 0)
+            lengths = np.where(in_range, self.table[safe], 0)
+            bad_token = ~in_range | self.uncertain[safe]
         row_len = np.diff(offsets)
         row_of = np.repeat(np.arange(n), row_len)
         if self.pipeline.prefix is not None and len(ids64):
@@ -270,27 +298,41 @@ class TokenStarts:
         bad_rows = np.concatenate(([0], np.cumsum(bad_token)))
         ok = (bad_rows[offsets[1:]] - bad_rows[offsets[:-1]]) == 0
         local = excl - (total[offsets[:-1]])[row_of]  # each token's byte offset in its own text
+        # an ASCII text has one byte per character (and is in every normal form): byte offsets are the starts
+        ascii_rows = np.fromiter((t.isascii() for t in texts), dtype=bool, count=n)
         text_chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
-        joined = "".join(texts)
-        if joined.isascii():  # one byte per character: byte offsets are the starts
-            ok &= row_bytes == text_chars
+        ok &= ~ascii_rows | (row_bytes == text_chars)
+        if ascii_rows.all():
             return local, ok
-        # bytes → characters for the whole batch at once: a table holding, per UTF-8 byte, its character
-        cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        widths = 1 + (cps >= 0x80).astype(np.int64) + (cps >= 0x800) + (cps >= 0x10000)
-        char_base = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(text_chars, out=char_base[1:])
-        byte_base = np.zeros(len(cps) + 1, dtype=np.int64)
-        np.cumsum(widths, out=byte_base[1:])
-        byte_base = byte_base[char_base]
-        ok &= row_bytes == np.diff(byte_base)
+        # bytes → characters for the other rows at once, through their non-ASCII characters only: a byte offset
+        # is its character's index plus the extra bytes of the wide characters before it
+        other = np.flatnonzero(~ascii_rows)
+        cps = np.frombuffer("".join([texts[i] for i in other]).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        wide = np.flatnonzero(cps >= 0x80)  # character indexes, in the joined text of the other rows
+        width = 2 + (cps[wide] >= 0x800).astype(np.int64) + (cps[wide] >= 0x10000)
+        extra = np.zeros(len(wide) + 1, dtype=np.int64)  # extra bytes of the first j wide characters
+        np.cumsum(width - 1, out=extra[1:])
+        wide_byte = wide + extra[:-1]  # where each wide character starts, in bytes
+        char_base = np.zeros(len(other) + 1, dtype=np.int64)
+        np.cumsum(text_chars[other], out=char_base[1:])
+        byte_base = char_base + extra[np.searchsorted(wide, char_base)]
+        ok[other] &= row_bytes[other] == np.diff(byte_base)
         form = self.pipeline.normal_form
         if form is not None:
-            ok &= np.fromiter((t.isascii() or unicodedata.is_normalized(form, t) for t in texts), dtype=bool,
-                              count=n)
-        char_of_byte = np.append(np.repeat(np.arange(len(cps), dtype=np.int64), widths), len(cps))
-        global_byte = np.minimum(byte_base[:-1][row_of] + local, len(char_of_byte) - 1)
-        return char_of_byte[global_byte] - char_base[:-1][row_of], ok
+            ok[other] &= np.fromiter((unicodedata.is_normalized(form, texts[i]) for i in other.tolist()),
+                                     dtype=bool, count=len(other))
+        tokens = np.flatnonzero(~ascii_rows[row_of])
+        rank = np.cumsum(~ascii_rows) - 1  # a row's place among the other rows
+        sub_row = rank[row_of[tokens]]
+        at = byte_base[:-1][sub_row] + local[tokens]  # the token's first byte, in the joined text
+        before = np.searchsorted(wide_byte, at, side="right")  # wide characters starting at or before it
+        chars = at - extra[before]  # right when every one of them ends before it (or there is none)
+        last = np.maximum(before - 1, 0)
+        inside = (before > 0) & (at < wide_byte[last] + width[last]) if len(wide) else np.zeros(len(at), bool)
+        chars[inside] = wide[last[inside]]  # a token starting within a wide character starts at that character
+        starts = local.copy()
+        starts[tokens] = chars - char_base[:-1][sub_row]
+        return starts, ok
 
     def _prefix_spaces(self, texts: Sequence[str], ids: np.ndarray, offsets: np.ndarray,
                        row_len: np.ndarray) -> np.ndarray:
@@ -348,9 +390,13 @@ class HFEncoder:
         """Flat int32 ids and int64 offsets of ``texts``, encoded as apply_chat_template encodes."""
         if not texts:
             return np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
-        # encode_batch, not encode_batch_fast: the latter skips offsets yet measured 1.3-1.5x slower with
-        # tokenizers 0.23 (bin/bench_encoders.py); the ids are the same
-        return flat_from_lists([e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)])
+        # encode_batch_fast: the same ids without tracking offsets (starts come from the vocabulary); with
+        # tokenizers 0.23.3 on the 52,002 bench texts, ids included, 5.2-6.0 s wall / 9.7-11.2 s CPU against
+        # encode_batch's 6.3-7.3 s / 11.4-13.3 s (2 threads, alternated runs on a shared machine)
+        lists = [e.ids for e in self.backend.encode_batch_fast(list(texts), add_special_tokens=False)]
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), out=offsets[1:])
+        return np.fromiter(chain.from_iterable(lists), dtype=np.int32, count=int(offsets[-1])), offsets
 
     def reference_rows(self, texts: Sequence[str]) -> list[tuple[list[int], np.ndarray]]:
         """Ids and character start offsets from ``encode_batch`` (offset-tracking), per row."""
@@ -481,14 +527,15 @@ class FastEncoder:
 
     name = FAST_PACKAGE
 
-    def __init__(self, backend: Any, reference: HFEncoder | None = None) -> None:
+    def __init__(self, backend: Any, reference: HFEncoder | None = None, loaded: Any = None) -> None:
+        """``loaded``: a fastokens tokenizer already read from the file ``backend`` was loaded from."""
         from importlib.metadata import version
 
         import fastokens
 
         self.version = version(FAST_PACKAGE)
         self.reference = reference or HFEncoder(backend)
-        self.fast = fastokens.Tokenizer.from_json_str(self.reference.backend.to_str())
+        self.fast = loaded if loaded is not None else fastokens.Tokenizer.from_json_str(self.reference.backend.to_str())
         self.fast.no_truncation()
         self.fast.no_padding()
 
@@ -513,6 +560,35 @@ class FastEncoder:
         ref = self.reference.describe()
         return {"name": self.name, "version": self.version, "starts": ref["starts"],
                 **({"starts_reason": ref["starts_reason"]} if "starts_reason" in ref else {})}
+
+
+class FastLoad:
+    """fastokens reading a ``tokenizer.json`` in a thread (it does not hold the GIL meanwhile), begun by a run
+    before anything else so the load overlaps opening the tokenizer, the template and the input. Use it only for
+    a reference loaded from that same file, unchanged; :class:`AutoEncoder` checks the ids as for any load."""
+
+    def __init__(self, path: str | Any) -> None:
+        self.path = str(path)
+        self._result: list[Any] = []
+        # not a daemon: a daemon thread still inside fastokens when the interpreter exits (a run that failed
+        # early) is torn down mid-Rust and aborts the process; exit waits for the load instead
+        self._thread = threading.Thread(target=self._load, name="dataprep-fast-read")
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            import fastokens
+
+            self._result.append(fastokens.Tokenizer.from_file(self.path))
+        except BaseException as exc:  # noqa: BLE001 - raised again by tokenizer(), in the thread that uses it
+            self._result.append(exc)
+
+    def tokenizer(self) -> Any:
+        """The loaded tokenizer (waiting for it); raises what loading raised (ValueError: fastokens refuses it)."""
+        self._thread.join()
+        if isinstance(self._result[0], BaseException):
+            raise self._result[0]
+        return self._result[0]
 
 
 def fast_available() -> bool:
@@ -549,20 +625,32 @@ class AutoEncoder:
     reference's. On any disagreement the batch at hand is encoded by the reference, and so is the rest of the
     run. The spot check is a sample: rows of earlier batches that were not sampled are not re-checked.
     :meth:`describe` says what ran, for the manifest (``batches`` counts batches per encoder).
+
+    ``background=True`` (what ``dataprep tokenize`` uses) loads in a thread instead: fastokens builds its
+    vocabulary without holding the GIL, so the load runs on the other core while the run starts and the first
+    batch is read and rendered. ``fast`` then starts loading at once, and ``auto`` when :meth:`prefetch` says
+    the input is large; the first batch encoded waits for the load. With ``fast``, a tokenizer fastokens cannot
+    load is reported (UsageProblem, as without a thread) at that batch or at :meth:`describe`, so such a run
+    still fails before anything is written.
     """
 
     backend: Any
     choice: str = "auto"
     fast_after_chars: int = 2_000_000
     spot_rows: int = 8
+    background: bool = False
+    preload: FastLoad | None = None  # the fast backend, already being read from the reference's own file
     reference: HFEncoder = field(init=False)
     fast: FastEncoder | None = field(init=False, default=None)
-    state: str = field(init=False, default="off")  # off | waiting (to load) | loaded (not checked yet) | on
+    # off | waiting (to load) | loading (in a thread) | loaded (not checked yet) | on
+    state: str = field(init=False, default="off")
     chars_seen: int = field(init=False, default=0)
     checked_texts: int = field(init=False, default=0)
     reference_rows: int = field(init=False, default=0)
     reason: str = field(init=False, default="")
     batches: dict[str, int] = field(init=False, default_factory=dict)
+    _loader: threading.Thread | None = field(init=False, default=None, repr=False)
+    _loaded: list[Any] = field(init=False, default_factory=list, repr=False)  # the thread's FastEncoder or error
 
     def __post_init__(self) -> None:
         from dataprep.errors import MissingExtra, UsageProblem
@@ -577,63 +665,136 @@ class AutoEncoder:
                 raise MissingExtra(FAST_PACKAGE, "fast")
             self.reason = f"{FAST_PACKAGE} is not installed"
         elif self.choice == "fast":
-            if not self._load():
+            if self.background:
+                self._start_loading()
+            elif not self._load():
                 raise UsageProblem(self.reason, hint="use --encoder auto or hf")
         else:
             self.state = "waiting"
             self.reason = f"fewer than {self.fast_after_chars:,} characters to encode"
+
+    def prefetch(self, input_bytes: int) -> None:
+        """The input's size, known before the first batch: ``auto`` with ``background`` starts loading the fast
+        backend now when the input is large enough for it to pay (its bytes are at least ``fast_after_chars``)."""
+        if self.background and self.state == "waiting" and input_bytes >= self.fast_after_chars:
+            self._start_loading()
+
+    def _start_loading(self) -> None:
+        def load() -> None:
+            try:
+                self._loaded.append(self._fast_encoder())
+            except BaseException as exc:  # noqa: BLE001 - handed to the encode thread, which decides
+                self._loaded.append(exc)
+
+        self.state = "loading"
+        self._loader = threading.Thread(target=load, name="dataprep-fast-load")  # not a daemon: see FastLoad
+        self._loader.start()
+
+    def _finish_loading(self) -> None:
+        """Wait for the loading thread; then it is as if :meth:`_load` had run here."""
+        from dataprep.errors import UsageProblem
+
+        assert self._loader is not None
+        self._loader.join()
+        result = self._loaded.pop()
+        if isinstance(result, FastEncoder):
+            self.fast, self.state = result, "loaded"
+            return
+        if not isinstance(result, ValueError):
+            raise result
+        self.state, self.reason = "off", f"{FAST_PACKAGE} cannot load this tokenizer: {result}"
+        if self.choice == "fast":
+            raise UsageProblem(self.reason, hint="use --encoder auto or hf")
 
     @property
     def active(self) -> HFEncoder | FastEncoder:
         return self.fast if self.state == "on" and self.fast is not None else self.reference
 
     def encode_with_starts(self, texts: Sequence[str]) -> EncodedBatch:
-        """Encode one batch (called from the encode thread, one batch at a time)."""
+        """Encode one batch: :meth:`encode_ids` then :meth:`with_starts`, in this thread."""
+        return self.with_starts(self.encode_ids(texts))
+
+    def encode_ids(self, texts: Sequence[str]) -> IdsBatch:
+        """The encode thread's part of a batch: ids from the Rust encoders (and the checks against the reference,
+        also Rust calls). Token starts are many small numpy steps that need the GIL; done here they would wait
+        for it behind the thread rendering the next batch at every step, so :meth:`with_starts` does them in
+        that thread instead. One batch at a time."""
+        if self.state == "loading":
+            self._finish_loading()
         if self.state == "waiting" and self.chars_seen >= self.fast_after_chars:
             self._load()
         self.chars_seen += sum(map(len, texts))
         checked_whole = False
         if self.state == "loaded":
             if not self._agrees([*SELF_CHECK_SAMPLE, *texts]):
-                return self._count(self.reference.encode_with_starts(texts))
+                return self._reference_ids(texts)
             self.state, checked_whole = "on", True
             self.reason = "identical to the reference on the start-up check"
-        if self.state != "on" or self.fast is None:
-            return self._count(self.reference.encode_with_starts(texts))
-        out = self.fast.encode_with_starts(texts)
+        fast = self.fast
+        if self.state != "on" or fast is None:
+            return self._reference_ids(texts)
+        if self.reference.token_starts is None:  # starts from reference offsets: the fast ids add nothing
+            return IdsBatch(texts, None, None, fast, self.reference.encode_with_starts(texts))
+        ids, offsets = fast.encode(texts)
         spot = 0 if checked_whole else min(self.spot_rows, len(texts))
         picks = np.unique(np.linspace(0, len(texts) - 1, num=spot).astype(int))
-        if not self._agrees([texts[i] for i in picks], out, picks) or out.replaced_rows:
-            # a sampled row, or a row whose fast ids failed the byte check, differed from the reference: nothing
-            # else the fast backend encoded in this batch is trusted either
-            if out.replaced_rows:
-                self._give_up(f"on {out.replaced_rows} row(s) of a batch")
-            return self._count(self.reference.encode_with_starts(texts))
-        return self._count(out)
+        if not self._agrees([texts[i] for i in picks], (ids, offsets), picks):
+            # a sampled row differed from the reference: nothing else the fast backend encoded in this batch is
+            # trusted either
+            return self._reference_ids(texts)
+        return IdsBatch(texts, ids, offsets, fast)
+
+    def _reference_ids(self, texts: Sequence[str]) -> IdsBatch:
+        if self.reference.token_starts is None:
+            return IdsBatch(texts, None, None, None, self.reference.encode_with_starts(texts))
+        return IdsBatch(texts, *self.reference.encode(texts), None)
+
+    def with_starts(self, batch: IdsBatch) -> EncodedBatch:
+        """The rest of a batch, in the thread that uses it: each token's start from the vocabulary, and reference
+        offsets for the rows that derivation cannot prove. A fast row whose ids differ from the reference's
+        there stops the fast backend for the rest of the run, and the batch is encoded again by the reference;
+        so is a batch the fast backend encoded after it was stopped (the encode thread had already begun it)."""
+        if batch.done is not None:
+            return self._count(batch.done, batch.fast)
+        if batch.fast is not None and batch.fast is not self.fast:
+            return self._count(self.reference.encode_with_starts(batch.texts), None)
+        assert batch.ids is not None and batch.offsets is not None
+        out = self.reference._with_starts(batch.texts, batch.ids, batch.offsets)
+        if batch.fast is not None and out.replaced_rows:
+            # a row whose fast ids failed the byte check differed from the reference
+            self._give_up(f"on {out.replaced_rows} row(s) of a batch")
+            return self._count(self.reference.encode_with_starts(batch.texts), None)
+        return self._count(out, batch.fast)
 
     def encode_with_plain_ranges(self, text: str, ranges: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         return self.reference.encode_with_plain_ranges(text, ranges)
 
+    def _fast_encoder(self) -> FastEncoder:
+        return FastEncoder(self.backend, self.reference, self.preload.tokenizer() if self.preload else None)
+
     def _load(self) -> bool:
         try:
-            self.fast = FastEncoder(self.backend, self.reference)
+            self.fast = self._fast_encoder()
         except ValueError as exc:  # fastokens refuses pipelines it does not implement (Metaspace, Unigram, ...)
             self.state, self.reason = "off", f"{FAST_PACKAGE} cannot load this tokenizer: {exc}"
             return False
         self.state = "loaded"
         return True
 
-    def _agrees(self, texts: list[str], out: EncodedBatch | None = None, picks: np.ndarray | None = None) -> bool:
+    def _agrees(self, texts: list[str], flat: tuple[np.ndarray, np.ndarray] | None = None,
+                picks: np.ndarray | None = None) -> bool:
+        """Whether the fast backend's ids (``flat`` at rows ``picks``, or encoded now) equal the reference's."""
         assert self.fast is not None
         if not texts:
             return True
         self.checked_texts += len(texts)
         theirs = self.reference.encode(texts)
-        if out is None:
+        if flat is None:
             ours = self.fast.encode(texts)
         else:
             assert picks is not None
-            ours = flat_from_lists([out.ids[out.offsets[i]:out.offsets[i + 1]] for i in picks])
+            ids, offsets = flat
+            ours = flat_from_lists([ids[offsets[i]:offsets[i + 1]] for i in picks])
         bad = mismatched_rows(ours, theirs)
         if bad:
             self._give_up(f"on a checked text ({texts[bad[0]][:40]!r})")
@@ -645,13 +806,16 @@ class AutoEncoder:
         self.state = "off"
         self.fast = None
 
-    def _count(self, out: EncodedBatch) -> EncodedBatch:
+    def _count(self, out: EncodedBatch, fast: FastEncoder | None) -> EncodedBatch:
         self.reference_rows += out.reference_rows
-        self.batches[self.active.name] = self.batches.get(self.active.name, 0) + 1
+        name = fast.name if fast is not None else self.reference.name
+        self.batches[name] = self.batches.get(name, 0) + 1
         return out
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records: the encoder that ran last (name, version), why, and what was checked."""
+        if self.state == "loading":
+            self._finish_loading()
         return {**self.active.describe(), "requested": self.choice, "reason": self.reason,
                 "checked_texts": self.checked_texts, "reference_offset_rows": self.reference_rows,
                 "batches": dict(sorted(self.batches.items()))}

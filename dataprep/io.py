@@ -183,7 +183,12 @@ def parse_record_text(text: str) -> Any:
     """One JSON value, strictly: raises json.JSONDecodeError, or BadValue for what json accepts but must not be
     carried on (duplicate keys, NaN/Infinity, lone surrogates, nesting deeper than Python can hold)."""
     try:
-        value = _STRICT.decode(text)
+        try:  # the usual line, one value and nothing around it: skip decode()'s whitespace checks
+            value, end = _STRICT.raw_decode(text)
+        except json.JSONDecodeError:
+            end = -1
+        if end != len(text):  # anything else (or an error): decode() itself, for its exact result and message
+            value = _STRICT.decode(text)
         _check_unicode(value, text)
     except RecursionError:
         raise _too_deep() from None
@@ -539,8 +544,10 @@ def read_batches(
     fmt: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_bad: BadRecordHandler | None = None,
+    stream: IO[bytes] | None = None,
 ) -> Iterator[Batch]:
-    """Yield batches of records from ``path`` (``-`` is stdin) in any supported format.
+    """Yield batches of records from ``path`` (``-`` is stdin) in any supported format; ``stream``: the bytes of
+    ``path`` already open (stdin being hashed as it is read), left open.
 
     ``on_bad`` set: unreadable records are passed to it and skipped, instead of raising InputError: malformed
     JSON lines, invalid UTF-8 lines, non-objects, duplicate keys, NaN/Infinity, lone surrogates, nesting too
@@ -555,8 +562,8 @@ def read_batches(
     if fmt == "parquet":
         yield from _read_parquet(path, source, batch_size, on_bad)
         return
-    stream = _open_bytes(path)
-    owned = path != "-"
+    owned = path != "-" and stream is None
+    stream = stream if stream is not None else _open_bytes(path)
     try:
         if fmt is None:  # stdin: sniff the first byte without losing it
             head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""

@@ -12,9 +12,11 @@ shapes the output is a new one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -183,6 +185,85 @@ def _hash_stream(stream: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str,
         if sink is not None:
             sink.write(chunk)
     return digest.hexdigest(), size
+
+
+class StreamedStdin(io.RawIOBase):
+    """Standard input copied to a spool file by a thread (hashed on the way) and read from that file as it grows:
+    the facts :func:`hash_input` gives, without waiting for the writer to finish first. In ``normalize |
+    tokenize`` both then work at once, and the writer never waits for the reader. Use it only when the cache key
+    is not needed before the work (``--force``, or no earlier output): :meth:`fact` waits for the end of input.
+    """
+
+    name = "<stdin>"
+    path = "-"
+
+    def __init__(self, spool_dir: str, split: str | None = None, fmt: str | None = None) -> None:
+        from dataprep.io import detect_format, stdin_bytes
+
+        super().__init__()
+        source = stdin_bytes()
+        fd, spool = tempfile.mkstemp(prefix="stdin-", dir=spool_dir)
+        self.split = split
+        self._file = open(spool, "rb", buffering=0)  # noqa: SIM115 - closed by fact()
+        self._grown = threading.Condition()
+        self._written = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._sha = ""
+        self._thread = threading.Thread(target=self._copy, args=(source, os.fdopen(fd, "wb")),
+                                        name="dataprep-stdin", daemon=True)
+        self._thread.start()
+        self._wait(64)
+        with open(spool, "rb") as f:
+            self.fmt = fmt or detect_format("-", f.read(64))  # the first 64 bytes, as hash_input reads them
+
+    def _copy(self, source: IO[bytes], sink: IO[bytes]) -> None:
+        digest = hashlib.sha256()
+        read = getattr(source, "read1", source.read)  # what has arrived, not a full chunk
+        try:
+            with sink:
+                while chunk := read(HASH_CHUNK):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    sink.flush()
+                    with self._grown:
+                        self._written += len(chunk)
+                        self._grown.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the reading thread
+            self._error = exc
+        with self._grown:
+            self._sha, self._done = digest.hexdigest(), True
+            self._grown.notify_all()
+
+    def _wait(self, size: int) -> None:
+        """Until the spool file holds ``size`` bytes or the input has ended."""
+        with self._grown:
+            while self._written < size and not self._done:
+                self._grown.wait()
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def arrived(self) -> int:
+        """Bytes of input so far."""
+        return self._written
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._wait(self._file.tell() + 1)
+        return self._file.readinto(buffer) or 0
+
+    def reader(self) -> IO[bytes]:
+        return io.BufferedReader(self, buffer_size=HASH_CHUNK)  # type: ignore[arg-type]
+
+    def fact(self) -> InputFile:
+        """The input's facts, once all of it has arrived (the hash covers every byte, read by the run or not)."""
+        self._thread.join()
+        self._wait(0)
+        self._file.close()
+        return InputFile(self.name, self.path, self._sha, self._written, self.split, self.fmt)
 
 
 def hash_input(arg: str, spool_dir: str, split: str | None = None) -> InputFile:

@@ -27,6 +27,7 @@ is not filled. Each run also compares a sample of filled rows with a real render
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -388,9 +389,14 @@ class Anchors:
         bounds = filled.bounds()
         at = []
         for pos in positions:
-            k = 0
-            while k + 1 < len(bounds) and bounds[k + 1] <= pos and not (k % 2 == 0 and bounds[k + 1] == pos):
-                k += 1
+            # the entry holding pos: the last one starting at or before it, except that a position where a piece
+            # ends and a slot starts belongs to the piece (the first even k with bounds[k + 1] == pos)
+            first, past = bisect.bisect_left(bounds, pos), bisect.bisect_right(bounds, pos)
+            k = min(past, len(bounds)) - 1
+            even = max(first - 1, 0)
+            even += even % 2
+            if even < k:
+                k = even
             if k % 2:  # inside a slot (k odd): its place depends on the data
                 return None
             at.append((k // 2, pos - bounds[k]))

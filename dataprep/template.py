@@ -516,6 +516,24 @@ class ChatTemplate:
             return self._locate(messages, tools, assistant_at, turns, filled.skeleton.fill(filled.data))
         return places.apply(filled)
 
+    def placed_fill(self, record: Record, turns: Turns = "all") -> Filled | None:
+        """The record's skeleton fill when :meth:`render` has placed its shape by arithmetic (after rendering a
+        row of that shape); None otherwise. Every row of the shape (with ``turns``) whose strings have no
+        surrounding whitespace or placeholder character is then ``places.apply`` of its fill: spans and inserted
+        text at the same template-anchored places (``dataprep.tokenize.by_shape`` fills such rows in bulk)."""
+        messages, tools = self._logical_messages(record)
+        filled = self._skeletons.layout(self._as_seen(messages), tools)
+        if filled is None or any(d != d.strip() for d in filled.data):
+            return None
+        places = self._places.get((filled.key, turns))
+        return filled if isinstance(places, _ShapePlaces) else None
+
+    @property
+    def fills_plain_rows(self) -> bool:
+        """Whether a plain record's messages are what ``to_messages`` gives, unchanged (``alpaca`` adds the
+        instruction and input apart), so its shape follows from which of its turns are empty."""
+        return not self._split_input
+
     def _locate(self, messages: list[Message], tools: Any, assistant_at: list[int], turns: Turns,
                 text: str) -> Rendered:
         """Find the row's parts in its text ``text`` with the tagged render (see the module docstring)."""

@@ -91,6 +91,13 @@ def rows_of(out: en.EncodedBatch) -> list[tuple[list[int], list[int]]]:
 ALL = ["tiny-bpe", "tiny-wordpiece", "qwen2.5", "qwen3", "gpt2", *SPM_KINDS]
 
 
+@pytest.mark.parametrize("name", ["tiny-bpe", "qwen2.5", "bpe-replace-gemma"])
+def test_starts_in_a_batch_mixing_ascii_rows_with_others(name):
+    """ASCII rows take their byte offsets as starts; the others go through the byte-to-character table."""
+    texts = ["plain ascii", "中文 text 😀", "", "more ascii\n", "é and e\u0301", "x" * 50, "<|im_end|> ü"] * 3
+    assert rows_of(en.HFEncoder(backend(name)).encode_with_starts(texts)) == reference(backend(name), texts)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_reference_encoder_ids_and_starts_equal_hf_offsets(name):
     tok = backend(name)
@@ -235,6 +242,58 @@ def test_a_tokenizer_fastokens_cannot_load_falls_back_or_is_refused_when_forced(
     assert auto.fast is None and "cannot load" in auto.reason
     with pytest.raises(UsageProblem, match="cannot load"):
         en.AutoEncoder(tok, "fast")
+
+
+@needs_fast
+def test_background_load_gives_the_same_output_and_reports_a_refused_tokenizer_before_writing():
+    texts = CORPUS.split("\n\n")
+    auto = en.AutoEncoder(backend("qwen2.5"), background=True)
+    assert auto.state == "waiting"
+    auto.prefetch(auto.fast_after_chars - 1)  # a small input: nothing is loaded
+    assert auto.state == "waiting" and auto._loader is None
+    auto.prefetch(auto.fast_after_chars)
+    assert auto.state == "loading"  # in a thread; the first batch waits for it and is the check
+    assert rows_of(auto.encode_with_starts(texts)) == reference(backend("qwen2.5"), texts)
+    assert auto.state == "on" and auto.describe()["batches"] == {"fastokens": 1}
+    forced = en.AutoEncoder(backend("qwen2.5"), "fast", background=True)
+    assert forced.state == "loading"
+    forced.describe()  # waits for the load (nothing encoded: the manifest names the reference, as without a thread)
+    assert forced.state == "loaded" and forced.fast is not None
+    refused = en.AutoEncoder(backend("bpe-metaspace-first"), "fast", background=True)  # no error yet
+    with pytest.raises(UsageProblem, match="cannot load"):
+        refused.encode_ids(texts)
+    with pytest.raises(UsageProblem, match="cannot load"):
+        en.AutoEncoder(backend("bpe-metaspace-first"), "fast", background=True).describe()
+
+
+@needs_fast
+def test_a_fast_backend_read_ahead_from_the_file_is_used_and_checked_like_any(tmp_path):
+    texts = CORPUS.split("\n\n")
+    preload = en.FastLoad(TINY / "tiny-bpe" / "tokenizer.json")
+    auto = en.AutoEncoder(backend("tiny-bpe"), "fast", background=True, preload=preload)
+    assert rows_of(auto.encode_with_starts(texts)) == reference(backend("tiny-bpe"), texts)
+    assert auto.describe()["batches"] == {"fastokens": 1} and auto.fast.fast is preload.tokenizer()
+    refused = tmp_path / "tokenizer.json"  # a pipeline fastokens does not implement: still a UsageProblem
+    backend("bpe-metaspace-first").save(str(refused))
+    auto = en.AutoEncoder(backend("bpe-metaspace-first"), "fast", background=True, preload=en.FastLoad(refused))
+    with pytest.raises(UsageProblem, match="cannot load"):
+        auto.encode_ids(texts)
+
+
+@needs_fast
+def test_a_batch_encoded_fast_after_the_fast_backend_was_stopped_is_encoded_again():
+    """The encode thread may begin the next batch with the fast backend before this thread finds, on the batch
+    before, that it disagrees; that next batch's fast ids are not used."""
+    texts = CORPUS.split("\n\n")
+    auto = en.AutoEncoder(backend("qwen2.5"), fast_after_chars=0, spot_rows=0)
+    auto.encode_with_starts(texts)
+    auto.fast = wrong_fast(auto)
+    earlier, later = auto.encode_ids(texts), auto.encode_ids(texts)  # both by the wrong fast backend
+    assert earlier.fast is auto.fast and later.fast is auto.fast
+    assert rows_of(auto.with_starts(earlier)) == reference(backend("qwen2.5"), texts)  # byte check: stopped
+    assert auto.fast is None and "disagreed" in auto.reason
+    assert rows_of(auto.with_starts(later)) == reference(backend("qwen2.5"), texts)
+    assert auto.describe()["batches"] == {"fastokens": 1, "tokenizers": 2}
 
 
 def test_forcing_the_reference_and_bad_choices():

@@ -47,6 +47,20 @@ def test_stdin_is_spooled_while_hashing(tmp_path, monkeypatch):
     assert mf.hash_input(str(on_disk), str(tmp_path)).sha256 == spooled.sha256
 
 
+@pytest.mark.parametrize("data", [b'[{"prompt": "p", "response": "r"}]', b"  \n" * 40 + b"[]",
+                                  b'{"a": 1}\n' * 5000, b""])
+def test_stdin_read_as_it_arrives_gives_the_spooled_facts(tmp_path, monkeypatch, data):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    spooled = mf.hash_input("-", str(tmp_path))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    streamed = mf.StreamedStdin(str(tmp_path), split="train")
+    reader = streamed.reader()
+    assert reader.read(100) == data[:100]  # the run reads part of it (the head read first is not lost) ...
+    fact = streamed.fact()  # ... and the rest is hashed when the facts are asked for
+    assert (fact.name, fact.sha256, fact.bytes, fact.fmt, fact.split) == (
+        spooled.name, spooled.sha256, spooled.bytes, spooled.fmt, "train")
+
+
 def test_missing_input_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         mf.hash_input(str(tmp_path / "absent.jsonl"), str(tmp_path))

@@ -117,3 +117,31 @@ def test_property_a_filled_skeleton_equals_the_render(contents, source):
     filled = sk.text(messages, None)
     if filled is not None:
         assert filled == reference(messages)
+
+
+def test_anchors_place_positions_where_a_scan_of_the_bounds_would() -> None:
+    """Anchors.of finds each position's piece by bisection; a position where a piece ends and a slot starts
+    belongs to the piece, one inside a slot has no anchor. Checked against a plain left-to-right scan."""
+    import random
+
+    from dataprep.skeleton import Anchors, Filled, Skeleton
+
+    def scan(bounds: list[int], positions: list[int]) -> list[tuple[int, int]] | None:
+        at = []
+        for pos in positions:
+            k = 0
+            while k + 1 < len(bounds) and bounds[k + 1] <= pos and not (k % 2 == 0 and bounds[k + 1] == pos):
+                k += 1
+            if k % 2:
+                return None
+            at.append((k // 2, pos - bounds[k]))
+        return at
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        pieces = tuple(rng.choice(["", "a", "bc", "<x>"]) for _ in range(rng.randint(1, 6)))
+        filled = Filled(None, Skeleton(pieces, tuple(range(len(pieces) - 1)), False),
+                        [rng.choice(["d", "ee", "fff"]) for _ in range(len(pieces) - 1)])
+        positions = [rng.randint(0, filled.bounds()[-1]) for _ in range(3)]
+        anchors = Anchors.of(filled, positions)
+        assert (anchors.at if anchors else None) == scan(filled.bounds(), positions)

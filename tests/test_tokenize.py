@@ -433,6 +433,23 @@ def test_stdin_and_named_splits(tmp_path):
     assert "is up to date" in again.stderr
 
 
+def test_stdin_read_as_it_arrives_makes_the_folder_spooling_makes(tmp_path):
+    """Without an earlier output (or with --force) stdin is tokenized as it arrives; with one, it is spooled and
+    hashed first so an up-to-date run does no work. Both give the same bytes."""
+    text = CANONICAL.read_text(encoding="utf-8")
+    streamed, spooled = tmp_path / "streamed", tmp_path / "spooled"
+    assert run_cli("-", "-o", streamed, "--tokenizer", TINY_BPE, "--batch-size", "3", input=text).exit_code == 0
+    assert run_cli("-", "-o", spooled, "--tokenizer", TINY_BPE, "--max-length", "8", input=text).exit_code == 0
+    result = run_cli("-", "-o", spooled, "--tokenizer", TINY_BPE, "--batch-size", "3", input=text)  # spooled
+    assert result.exit_code == 0, result.stderr
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    assert files(streamed) == files(spooled)
+    assert "is up to date" in run_cli("-", "-o", streamed, "--tokenizer", TINY_BPE, input=text).stderr
+
+
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path):
     missing = run_cli(CANONICAL, "-o", tmp_path / "o", "--tokenizer", tmp_path / "nope")
     assert missing.exit_code == 2  # a missing path is a usage error, as for inputs

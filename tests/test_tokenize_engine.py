@@ -345,3 +345,24 @@ def test_labels_are_numpy_exact_for_a_batch_of_mixed_rows() -> None:
     alone = [row_arrays(run(tok, template, [r])[0]) for r in rows]
     assert together == [a[0] for a in alone if a]
     assert np.all([len(i) == len(label) for i, label in together])
+
+
+def test_the_fast_tables_are_read_early_only_when_the_run_will_use_them(tmp_path: Path) -> None:
+    pytest.importorskip("fastokens")
+    from dataprep.encoders import FastLoad
+    from dataprep.tokenize.job import TokenizeJob, _early_fast_load
+
+    small = FIXTURES / "data" / "canonical.jsonl"
+    big = tmp_path / "big.jsonl"
+    with open(big, "wb") as f:
+        f.truncate(2_000_000)  # only its size is read here
+
+    def early(encoder: str, paths: list[Path], task: str = "causal") -> Any:
+        job = TokenizeJob(inputs=[str(p) for p in paths], outdir=str(tmp_path / "out"), tokenizer=str(TINY_BPE),
+                          task=task, causal=CausalOptions(encoder=encoder))
+        return _early_fast_load(job, job.inputs)
+
+    assert isinstance(early("fast", [small]), FastLoad)
+    assert isinstance(early("auto", [big]), FastLoad)
+    assert early("auto", [small]) is None and early("hf", [big]) is None
+    assert early("fast", [small], task="classification") is None

@@ -119,6 +119,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: domain errors become one line on stderr; a broken pipe (``| head``) exits quietly."""
+    from dataprep.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
     signal.signal(signal.SIGTERM, _terminate)
     name_stdout_errors()
     try:

@@ -15,12 +15,11 @@ from dataprep.tokenize.layout import (
     BatchResult,
     Encoder,
     TokenizedBatch,
-    flatten_ids,
 )
 from dataprep.tokenize.pair import ClassifyOptions, PairClassifier
 
 __all__ = [
     "CAUSAL_SCHEMA", "IGNORE_INDEX", "BatchResult", "CausalOptions", "CausalTokenizer", "ClassifyOptions", "Encoder",
-    "PairClassifier", "TokenizeJob", "TokenizeResult", "TokenizeStage", "TokenizedBatch", "flatten_ids",
+    "PairClassifier", "TokenizeJob", "TokenizeResult", "TokenizeStage", "TokenizedBatch",
     "parse_input", "supervised_mask", "tokenize_to_disk",
 ]

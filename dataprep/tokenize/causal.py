@@ -56,6 +56,7 @@ from dataprep.records import (
     looks_raw,
 )
 from dataprep.stage import Rejected
+from dataprep.tokenize.by_shape import ShapeRows
 from dataprep.tokenize.layout import CAUSAL_SCHEMA, IGNORE_INDEX, BatchResult, TokenizedBatch
 
 MASK_MODES = ("all", "last", "prompt")
@@ -123,7 +124,9 @@ class _Row:
     record: Record
     id: str
     split: str
-    rendered: Any  # dataprep.template.Rendered
+    text: str  # the render
+    bounds: list[int]  # the supervised character spans, flat: start, end, start, end... (sorted)
+    rendered: Any = None  # dataprep.template.Rendered; None for a row filled by shape (rendered again if needed)
     plain: list[tuple[int, int]] = field(default_factory=list)  # ranges to encode as text (--special-tokens text)
     ids: np.ndarray | None = None
     starts: np.ndarray | None = None
@@ -137,6 +140,7 @@ class Prepared:
 
     rows: list[_Row]
     rejected: list[tuple[int, Rejected]]
+    encoded: Any = None  # dataprep.encoders.IdsBatch of the rows without plain ranges, from the encode thread
 
 
 class CausalTokenizer:
@@ -146,17 +150,20 @@ class CausalTokenizer:
     task = "causal"
     label_names = None
 
-    def __init__(self, tokenizer: Any, template: Any, options: CausalOptions | None = None) -> None:
+    def __init__(self, tokenizer: Any, template: Any, options: CausalOptions | None = None,
+                 preload: Any = None) -> None:
+        """``preload``: a :class:`dataprep.encoders.FastLoad` of the file ``tokenizer`` was loaded from."""
         from dataprep.encoders import AutoEncoder
 
         self.tokenizer = tokenizer
         self.template = template
         self.settings = options or CausalOptions()
-        self.encoder = AutoEncoder(tokenizer._tokenizer, self.settings.encoder)
+        self.encoder = AutoEncoder(tokenizer._tokenizer, self.settings.encoder, background=True, preload=preload)
         self.backend = self.encoder.reference.backend  # without truncation or padding, as apply_chat_template
         self.turns = "last" if self.settings.mask == "last" or self.settings.reasoning == "expand" else "all"
         self.created = 0  # rows added by the expand policy, beyond one per record
         self.check = SelfCheck(template, self.backend)
+        self.shapes = ShapeRows(template, self.turns, self._label_bounds, list(tokenizer.added_tokens_encoder))
 
     def options(self) -> dict[str, Any]:
         return self.settings.key()
@@ -168,6 +175,9 @@ class CausalTokenizer:
     def describe(self) -> dict[str, Any]:
         return {"encoder": self.encoder.describe(), "self_check": self.check.describe()}
 
+    def expect(self, input_bytes: int) -> None:
+        self.encoder.prefetch(input_bytes)
+
     # -- Python side -------------------------------------------------------------------------------------------
 
     def prepare(self, records: Sequence[Record], splits: Sequence[str | None]) -> Prepared:
@@ -176,14 +186,23 @@ class CausalTokenizer:
         rows: list[_Row] = []
         rejected: list[tuple[int, Rejected]] = []
         expand = self.settings.reasoning == "expand"
+        valid: list[int] = []
         for i, record in enumerate(records):
-            split = splits[i]
-            if split is None:
+            if splits[i] is None:
                 continue
             try:
                 check_canonical(record)
             except RecordError as exc:
                 rejected.append((i, Rejected(record, exc.reason, exc.detail)))
+                continue
+            valid.append(i)
+        shaped = [None] * len(valid) if expand else self.shapes.render([records[i] for i in valid])
+        for i, done in zip(valid, shaped, strict=True):
+            record, split = records[i], splits[i]
+            assert split is not None
+            if done is not None:
+                rid = str(record["id"]) if record.get("id") not in (None, "") else content_id(record)
+                rows.append(_Row(i, record, rid, split, *done))
                 continue
             parts = expand_turns(record) if expand else [record]
             self.created += len(parts) - 1
@@ -209,7 +228,15 @@ class CausalTokenizer:
                 "as plain text",
             )
         rid = str(record["id"]) if record.get("id") not in (None, "") else content_id(record)
-        return _Row(index, record, rid, split, rendered, [(s, e) for s, e, _ in found])
+        return _Row(index, record, rid, split, rendered.text, self._label_bounds(rendered), rendered,
+                    [(s, e) for s, e, _ in found])
+
+    def _rendered(self, row: _Row) -> Any:
+        """The row's Rendered; a row filled by shape is rendered again (the same text and spans, by the shape's
+        own arithmetic) only when truncation or a reject message needs it."""
+        if row.rendered is None:
+            row.rendered = self.template.render(row.record, self.turns)
+        return row.rendered
 
     # -- the encoder (runs in a worker thread) -----------------------------------------------------------------
 
@@ -219,15 +246,12 @@ class CausalTokenizer:
 
         normal = [r for r in prepared.rows if not r.plain]
         if normal:
-            batch = self.encoder.encode_with_starts([r.rendered.text for r in normal])
-            for k, row in enumerate(normal):
-                a, b = int(batch.offsets[k]), int(batch.offsets[k + 1])
-                row.ids, row.starts = batch.ids[a:b], batch.starts[a:b]
+            prepared.encoded = self.encoder.encode_ids([r.text for r in normal])
         failed: list[tuple[int, str]] = []
         for n, row in enumerate(prepared.rows):
             if row.plain:
                 try:
-                    row.ids, row.starts = self.encoder.encode_with_plain_ranges(row.rendered.text, row.plain)
+                    row.ids, row.starts = self.encoder.encode_with_plain_ranges(row.text, row.plain)
                 except PlainTextError as exc:
                     failed.append((n, str(exc)))
         return failed
@@ -235,6 +259,12 @@ class CausalTokenizer:
     # -- back in Python: truncation, the self-check and labels -------------------------------------------------
 
     def finish(self, prepared: Prepared, failed: list[tuple[int, str]]) -> BatchResult:
+        batch = None
+        if prepared.encoded is not None:
+            batch = self.encoder.with_starts(prepared.encoded)
+            cuts = batch.offsets.tolist()
+            for k, row in enumerate(r for r in prepared.rows if not r.plain):
+                row.ids, row.starts = batch.ids[cuts[k]:cuts[k + 1]], batch.starts[cuts[k]:cuts[k + 1]]
         rejected = list(prepared.rejected)
         bad = {n for n, _ in failed}
         rejected += [(prepared.rows[n].index, Rejected(prepared.rows[n].record, "special_token_in_content", why))
@@ -256,36 +286,45 @@ class CausalTokenizer:
                     rejected.append((row.index, Rejected(row.record, exc.reason, exc.detail)))
                     continue
             kept.append(row)
-        tokens, empty = self._labelled(kept)
+        # every row as encoded, in the batch's order: its arrays as they are, no per-row copy
+        whole = batch is not None and len(kept) == len(prepared.rows) == len(batch.offsets) - 1 and all(
+            a is b and a.cut is None for a, b in zip(kept, prepared.rows, strict=True))
+        tokens, empty = self._labelled(kept, (batch.ids, batch.starts, batch.offsets) if whole else None)
         rejected += [(row.index, Rejected(row.record, "no_supervised_tokens", self._why_unsupervised(row)))
                      for row in empty]
         rejected.sort(key=lambda item: item[0])
         return BatchResult(tokens, rejected)
 
-    def _spans(self, row: _Row) -> list[tuple[int, int]]:
-        rendered = row.rendered
+    def _label_bounds(self, rendered: Any) -> list[int]:
+        """The supervised character spans of a render, flat (start, end, ...): every assistant-side turn, the
+        last, or the whole text, less what the template inserted on its own unless that is trained too."""
         if self.settings.mask == "prompt":
-            return [(0, len(rendered.text))]
+            return [0, len(rendered.text)]
         spans = list(rendered.spans[-1:] if self.settings.mask == "last" else rendered.spans)
         if self.settings.inserted == "mask" and rendered.inserted:
             spans = _minus(spans, rendered.inserted)
-        return spans
+        return [b for span in spans for b in span]
 
-    def _labelled(self, rows: list[_Row]) -> tuple[TokenizedBatch, list[_Row]]:
+    def _labelled(self, rows: list[_Row], flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[TokenizedBatch, list[_Row]]:
         """Labels for every row at once: token starts and span bounds are shifted by each row's place in the
-        concatenated texts, so one ``searchsorted`` decides every token of the batch."""
-        lengths = np.fromiter((len(r.ids) if r.cut is None else r.cut for r in rows), np.int64, len(rows))
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        ids = np.concatenate([r.ids[:n] for r, n in zip(rows, lengths, strict=True)]) if rows \
-            else np.zeros(0, np.int32)
-        starts = np.concatenate([r.starts[:n] for r, n in zip(rows, lengths, strict=True)]).astype(np.int64) \
-            if rows else np.zeros(0, np.int64)
+        concatenated texts, so one ``searchsorted`` decides every token of the batch. ``flat``: the rows' ids,
+        starts and offsets already concatenated (the encoded batch, when every row is kept whole)."""
+        if flat is not None:
+            ids, starts, offsets = flat
+            lengths = np.diff(offsets)
+        else:
+            lengths = np.fromiter((len(r.ids) if r.cut is None else r.cut for r in rows), np.int64, len(rows))
+            offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            ids = np.concatenate([r.ids[:n] for r, n in zip(rows, lengths, strict=True)]) if rows \
+                else np.zeros(0, np.int32)
+            starts = np.concatenate([r.starts[:n] for r, n in zip(rows, lengths, strict=True)]).astype(np.int64) \
+                if rows else np.zeros(0, np.int64)
         text_base = np.zeros(len(rows), dtype=np.int64)
         if rows:
-            np.cumsum([len(r.rendered.text) + 1 for r in rows[:-1]], out=text_base[1:])
-        bounds = [b + base for r, base in zip(rows, text_base.tolist(), strict=True)
-                  for span in self._spans(r) for b in span]
+            np.cumsum([len(r.text) + 1 for r in rows[:-1]], out=text_base[1:])
+        bounds = [b + base for r, base in zip(rows, text_base.tolist(), strict=True) for b in r.bounds]
         global_starts = starts + np.repeat(text_base, lengths)
         inside = np.searchsorted(np.asarray(bounds, np.int64), global_starts, side="right") % 2 == 1 \
             if bounds else np.zeros(len(ids), dtype=bool)
@@ -300,19 +339,19 @@ class CausalTokenizer:
             lengths = lengths[keep]
             offsets = np.zeros(len(rows) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
-        labels = np.where(inside, ids, IGNORE_INDEX).astype(np.int32)
+        labels = np.where(inside, ids, IGNORE_INDEX).astype(np.int32, copy=False)
         tokens = TokenizedBatch(
             ids=[r.id for r in rows],
             splits=[r.split for r in rows],
             offsets=offsets,
-            columns={"input_ids": ids.astype(np.int32), "attention_mask": np.ones(len(ids), dtype=np.int8),
+            columns={"input_ids": ids.astype(np.int32, copy=False), "attention_mask": np.ones(len(ids), dtype=np.int8),
                      "labels": labels},
             truncated=np.asarray([r.truncated for r in rows], dtype=bool),
         )
         return tokens, empty
 
     def _why_unsupervised(self, row: _Row) -> str:
-        if not row.rendered.spans:
+        if not self._rendered(row).spans:
             return "the template marks no assistant turn to train on"
         if row.cut is not None:
             return f"the prompt alone fills --max-length {self.settings.max_length}; nothing of the reply fits"
@@ -351,7 +390,7 @@ class CausalTokenizer:
     def _guess(self, row: _Row, choices: list[int], attempt: Any, max_length: int) -> int | None:
         """Where to look first: from the exact length with the fewest pairs dropped, take away, pair by pair,
         the tokens those turns took in the full encode (None when not every turn's span is known)."""
-        rendered = row.rendered
+        rendered = self._rendered(row)
         if len(rendered.spans) != len(row.record["history"]) + 1 or len(choices) == 1:
             return None
         assert row.starts is not None
@@ -372,7 +411,8 @@ class CausalTokenizer:
         else:
             batch = self.encoder.encode_with_starts([rendered.text])
             ids, starts = batch.ids, batch.starts
-        return _Row(row.index, row.record, row.id, row.split, rendered, plain, ids, starts, truncated=True)
+        return _Row(row.index, row.record, row.id, row.split, rendered.text, self._label_bounds(rendered),
+                    rendered, plain, ids, starts, truncated=True)
 
 
 def _first_fit(n: int, fits: Any, guess: int | None) -> int | None:
@@ -446,7 +486,7 @@ class SelfCheck:
 
     def sample(self, rows: Sequence[_Row]) -> None:
         picks = [r for n, r in enumerate(rows) if not r.plain and (
-            n == 0 or int(hashlib.blake2b(r.id.encode(), digest_size=4).hexdigest(), 16) % SELF_CHECK_EVERY == 0)]
+            n == 0 or int.from_bytes(hashlib.blake2b(r.id.encode(), digest_size=4).digest(), "big") % SELF_CHECK_EVERY == 0)]
         if not picks:
             return
         self._loader.join()
@@ -456,9 +496,10 @@ class SelfCheck:
             messages, tools = self.template.messages_of(row.record)
             text = self._render([messages], tools=tools, chat_template=self.template.source,
                                 **self.template.variables)[0][0]
+            # encode, not encode_batch: the batch call would queue behind the encode thread's on Rust's pool
             expected = self.backend.encode(text, add_special_tokens=False).ids
             self.checked += 1
-            if text != row.rendered.text or list(row.ids) != expected:
+            if text != row.text or list(row.ids) != expected:
                 raise DataprepError(
                     f"row {row.id}: dataprep's ids differ from apply_chat_template's (self-check); nothing was "
                     "written", hint="this is a bug in dataprep for this template: please report it with the row")

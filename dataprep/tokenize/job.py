@@ -119,7 +119,9 @@ def _row_splits(batch: Batch) -> tuple[list[str | None], list[Rejected]]:
     rejected: list[Rejected] = []
     for i, record in enumerate(batch.records):
         name = record.get("split") or "train"
-        if not isinstance(name, str) or not SPLIT_NAME.match(name):
+        if name == "train":
+            splits.append(name)
+        elif not isinstance(name, str) or not SPLIT_NAME.match(name):
             detail = f"split {name!r} is not a valid split name (letters, digits, _ and .)"
             rejected.append(Rejected(record, "invalid_split", detail, location=batch.location(i)))
             splits.append(None)
@@ -143,8 +145,10 @@ class DatasetSink(FolderSink):
 
     def write(self, tokens: TokenizedBatch) -> None:
         splits = np.asarray(tokens.splits)
-        supervised = tokens.columns["labels"] != IGNORE_INDEX if self.encoder.task == "causal" else None
-        row_of_token = np.repeat(splits, tokens.lengths) if supervised is not None else None
+        supervised = None  # per row
+        if self.encoder.task == "causal":
+            running = np.concatenate(([0], np.cumsum(tokens.columns["labels"] != IGNORE_INDEX)))
+            supervised = running[tokens.offsets[1:]] - running[tokens.offsets[:-1]]
         for name in sorted(set(tokens.splits)):
             rows = np.flatnonzero(splits == name)
             part = tokens if len(rows) == len(tokens) else tokens.select(rows)
@@ -164,19 +168,24 @@ class DatasetSink(FolderSink):
             if supervised is None:
                 s.supervised_tokens = None
             else:
-                assert s.supervised_tokens is not None and row_of_token is not None
-                s.supervised_tokens += int(supervised[row_of_token == name].sum())
+                assert s.supervised_tokens is not None
+                s.supervised_tokens += int(supervised[rows].sum())
 
 
 
-def _batches(inputs: list[InputFile], job: TokenizeJob, report: StageReport) -> Iterator[Batch]:
+def _batches(inputs: list[InputFile | mf.StreamedStdin], job: TokenizeJob, report: StageReport,
+             encoder: Encoder) -> Iterator[Batch]:
     on_bad = report.bad_input if job.on_error == "reject" else None
+    known = sum(f.bytes for f in inputs if isinstance(f, InputFile))
     for source in inputs:
+        streamed = source if isinstance(source, mf.StreamedStdin) else None
         for batch in read_batches(source.path, fmt=job.input_format or source.fmt, batch_size=job.batch_size,
-                                  on_bad=on_bad):
+                                  on_bad=on_bad, stream=streamed.reader() if streamed else None):
             if source.name == "<stdin>":
                 batch.source = "<stdin>"
             batch.split = source.split
+            if streamed is not None:
+                encoder.expect(known + streamed.arrived)  # its size so far: a large input loads a faster encoder
             yield batch
 
 
@@ -190,18 +199,32 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
     check_paths([path for _, path in parsed], None, job.rejects, replaced_folders=[job.outdir])
     check_replaceable_folder(job.outdir, mf.MANIFEST)
     emit.check_task(job.emit_for, job.task)
+    early = _early_fast_load(job, [path for _, path in parsed])
     tokenizer = open_tokenizer(job.tokenizer, trust_remote_code=job.trust_remote_code)
-    encoder, template_facts = encoder_for(job, tokenizer)
+    same_file = early is not None and getattr(tokenizer, "loaded_by", None) == "tokenizer.json"
+    encoder, template_facts = encoder_for(job, tokenizer, early if same_file else None)
     schema = emit.schema_for(job.emit_for, encoder.schema) if job.task == "causal" else encoder.schema
     out = OutputDir(job.outdir, schema)
     report = StageReport("tokenize", job.rejects)
     try:
-        inputs = [mf.hash_input(path, str(out.work), split) for split, path in parsed]
-        tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
-        parts = mf.key_parts(task=job.task, options=job_options(job, encoder), inputs=inputs, tokenizer_sha256=tok_sha,
-                             template=template_facts)
-        key = mf.cache_key(parts)
         old = mf.read_manifest(job.outdir)
+        # stdin is read as it arrives (hashed on the way) when the cache key is not needed before the work;
+        # otherwise it is spooled and hashed first, so an up-to-date run costs no work
+        stream = job.force or old is None
+        inputs: list[InputFile | mf.StreamedStdin] = [
+            mf.StreamedStdin(str(out.work), split, job.input_format) if path == "-" and stream
+            else mf.hash_input(path, str(out.work), split) for split, path in parsed]
+        encoder.expect(sum(f.bytes for f in inputs if isinstance(f, InputFile)))
+        tok_sha = tokenizer_files_sha256(job.tokenizer, tokenizer)
+        options = job_options(job, encoder)
+
+        def cache_key() -> str:
+            facts = [f.fact() if isinstance(f, mf.StreamedStdin) else f for f in inputs]
+            return mf.cache_key(mf.key_parts(task=job.task, options=options, inputs=facts, tokenizer_sha256=tok_sha,
+                                             template=template_facts))
+
+        streamed = any(isinstance(f, mf.StreamedStdin) for f in inputs)
+        key = "" if streamed else cache_key()  # a streamed input's key is known once it is read
         if old is not None and old.key == key and not job.force:
             out.abort()
             report.close(ok=False)
@@ -213,17 +236,43 @@ def tokenize_to_disk(job: TokenizeJob, *, progress: Any = None) -> TokenizeResul
         report.close(ok=False)
         raise
     manifest = dataset_manifest(job, tokenizer, encoder, key=key, tokenizer_sha256=tok_sha,
-                                template_facts=template_facts, inputs=[f.fact() for f in inputs])
+                                template_facts=template_facts,
+                                inputs=[f.fact() for f in inputs if isinstance(f, InputFile)])
     sink = DatasetSink(out, encoder, job.emit_for)
-    sink.finalize = lambda sink: finish_dataset(sink, manifest, tokenizer, report, job)
+
+    def finalize(sink: DatasetSink) -> None:
+        if streamed:
+            manifest.key = cache_key()
+            manifest.inputs = [(f.fact() if isinstance(f, mf.StreamedStdin) else f).fact() for f in inputs]
+        finish_dataset(sink, manifest, tokenizer, report, job)
+
+    sink.finalize = finalize
     stage = TokenizeStage(encoder)
     started = time.perf_counter()
     try:
-        run(stage, _batches(inputs, job, report), sink, report, progress)
+        run(stage, _batches(inputs, job, report, encoder), sink, report, progress)
     finally:
         stage.close()
     elapsed = max(time.perf_counter() - started, 1e-9)
     return TokenizeResult(False, manifest, _summary(report, manifest, elapsed), report)
+
+
+def _early_fast_load(job: TokenizeJob, paths: list[str]) -> Any:
+    """Start reading the fast encoder's tables now, before the tokenizer and template are opened, when the run
+    will use it: ``--encoder fast``, or ``auto`` with input files large enough for it to pay. None otherwise."""
+    from dataprep.encoders import AutoEncoder, FastLoad, fast_available
+    from dataprep.tokenizer_io import TOKENIZER_JSON, resolve_spec
+
+    if job.task != "causal" or job.causal.encoder == "hf" or not fast_available():
+        return None
+    where = resolve_spec(job.tokenizer)
+    if not isinstance(where, Path) or not (where / TOKENIZER_JSON).is_file():
+        return None
+    if job.causal.encoder == "auto":
+        size = sum(Path(p).stat().st_size for p in paths if p != "-" and Path(p).is_file())
+        if size < AutoEncoder.fast_after_chars:
+            return None
+    return FastLoad(where / TOKENIZER_JSON)
 
 
 def dataset_manifest(job: TokenizeJob, tokenizer: Any, encoder: Encoder, *, key: str,
@@ -280,8 +329,9 @@ def finish_dataset(sink: DatasetSink, manifest: Manifest, tokenizer: Any, report
     write_card(out.staging, manifest, job.outdir)
 
 
-def encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, Any] | None]:
-    """The job's encoder and the facts of its template (None for classification)."""
+def encoder_for(job: TokenizeJob, tokenizer: Any, preload: Any = None) -> tuple[Encoder, dict[str, Any] | None]:
+    """The job's encoder and the facts of its template (None for classification); ``preload`` is a fast
+    encoder already loading (``FastLoad``) for the same tokenizer file."""
     import hashlib
 
     if job.task == "classification":
@@ -297,7 +347,7 @@ def encoder_for(job: TokenizeJob, tokenizer: Any) -> tuple[Encoder, dict[str, An
         "sha256": hashlib.sha256(template.source.encode("utf-8")).hexdigest(),
         "default_system": template.default_system,
     }
-    return CausalTokenizer(tokenizer, template, job.causal), facts
+    return CausalTokenizer(tokenizer, template, job.causal, preload), facts
 
 
 def _summary(report: StageReport, manifest: Manifest, elapsed: float) -> str:

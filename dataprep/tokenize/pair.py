@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dataprep.encoders import flat_from_lists
 from dataprep.records import Record
 from dataprep.stage import Rejected
-from dataprep.tokenize.layout import BatchResult, TokenizedBatch, flatten_ids
+from dataprep.tokenize.layout import BatchResult, TokenizedBatch
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ class PairClassifier:
     def describe(self) -> dict[str, Any]:
         return {"encoder": {"name": "tokenizers", "requested": "hf"}}
 
+    def expect(self, input_bytes: int) -> None:
+        """Nothing to prepare: the reference encoder is already loaded."""
+
     def options(self) -> dict[str, Any]:
         o = self.settings
         return {"text": o.text, "text_pair": o.text_pair, "label": o.label, "max_length": o.max_length,
@@ -152,10 +156,10 @@ class PairClassifier:
             keep[long] = False
         rows = np.flatnonzero(keep)
         kept = [encodings[k] for k in rows]
-        flat, offsets = flatten_ids([e.ids for e in kept])
+        flat, offsets = flat_from_lists([e.ids for e in kept])
         columns = {"input_ids": flat, "attention_mask": np.ones(len(flat), dtype=np.int8)}
         if self.has_token_types:
-            columns["token_type_ids"] = flatten_ids([e.type_ids for e in kept])[0].astype(np.int8)
+            columns["token_type_ids"] = flat_from_lists([e.type_ids for e in kept])[0].astype(np.int8)
         scalars: dict[str, Any] = {}
         if self.settings.label is not None:
             labels = [prepared.labels[k] for k in rows]
