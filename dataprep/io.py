@@ -105,17 +105,22 @@ def stdin_bytes() -> IO[bytes]:
     return sys.stdin.buffer
 
 
-def _open_bytes(path: str) -> IO[bytes]:
-    if path == "-":
-        return stdin_bytes()
+def open_local(path: str) -> IO[bytes]:
+    """A local file opened for binary reading; InputError naming the path when it cannot be."""
     try:
-        raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:
         raise InputError(path, "no such file") from None
     except IsADirectoryError:
         raise InputError(path, "is a directory, not a dataset saved with save_to_disk") from None
     except OSError as exc:
         raise InputError(path, f"cannot open: {exc.strerror}") from None
+
+
+def _open_bytes(path: str) -> IO[bytes]:
+    if path == "-":
+        return stdin_bytes()
+    raw = open_local(path)
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
     return raw

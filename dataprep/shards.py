@@ -34,6 +34,7 @@ from dataprep.io import (
     _read_json_array,
     _read_jsonl,
     detect_format,
+    open_local,
     read_batches,
 )
 
@@ -60,14 +61,7 @@ def filesystem(path: str) -> tuple[Any, str]:
 def _open(path: str) -> IO[bytes]:
     """A seekable binary file for a local path or a URI; InputError when it is not there."""
     if not is_uri(path):
-        try:
-            return open(path, "rb")  # noqa: SIM115 - closed by the caller
-        except FileNotFoundError:
-            raise InputError(path, "no such file") from None
-        except IsADirectoryError:
-            raise InputError(path, "is a directory, not a dataset saved with save_to_disk") from None
-        except OSError as exc:
-            raise InputError(path, f"cannot open: {exc.strerror}") from None
+        return open_local(path)
     fs, inner = filesystem(path)
     try:
         return fs.open_input_file(inner)

@@ -160,20 +160,25 @@ def turns_figure(report: dict[str, Any]) -> Any:
 
 def _hbars(title: str, items: list[tuple[str, float]], xlabel: str, color: str) -> Any:
     fig = _figure(0.9 + 0.32 * max(len(items), 1))
-    ax = fig.subplots()
     names = [name for name, _ in items][::-1]
     values = [value for _, value in items][::-1]
+    _bar_axis(fig.subplots(), names, values, [f"{v:,.0f}" for v in values], xlabel, color, margin=0.15)
+    fig.suptitle(title, fontsize=12, x=0.01, ha="left")
+    return fig
+
+
+def _bar_axis(ax: Any, names: list[str], values: list[float], labels: list[str], xlabel: str, color: str, *,
+              margin: float) -> None:
+    """Horizontal bars with their values written beside them, on a light grid (the rejects and sources plots)."""
     bars = ax.barh(names, values, color=color)
-    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3, fontsize=8)
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=8)
     _count_axis(ax.xaxis)
     ax.set_xlabel(xlabel)
-    ax.margins(x=0.15)
+    ax.margins(x=margin)
     ax.grid(axis="x", color="#dddddd", linewidth=0.8)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    fig.suptitle(title, fontsize=12, x=0.01, ha="left")
-    return fig
 
 
 def rejects_figure(report: dict[str, Any]) -> Any:
@@ -189,16 +194,9 @@ def sources_figure(report: dict[str, Any]) -> Any:
     axes = fig.subplots(1, 2, sharey=True)
     for ax, key, label, color in ((axes[0], "rows", "rows", "#1f6fb4"), (axes[1], "tokens", "tokens", "#2a9d3c")):
         values = [float(sources[n].get(key) or 0) for n in names][::-1]
-        bars = ax.barh(names[::-1], values, color=color)
         total = sum(values) or 1
-        ax.bar_label(bars, labels=[f"{v:,.0f} ({100 * v / total:.0f}%)" for v in values], padding=3, fontsize=8)
-        _count_axis(ax.xaxis)
-        ax.set_xlabel(label)
-        ax.margins(x=0.35)
-        ax.grid(axis="x", color="#dddddd", linewidth=0.8)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
+        _bar_axis(ax, names[::-1], values, [f"{v:,.0f} ({100 * v / total:.0f}%)" for v in values], label, color,
+                  margin=0.35)
     fig.suptitle("Realised mixture per source", fontsize=12, x=0.01, ha="left")
     return fig
 
