@@ -472,7 +472,7 @@ def pack_to_disk(job: PackJob, *, progress: Any = None) -> PackResult:
     stage = PackStage(sources, job.max_length, progress=progress, batch_tokens=job.batch_tokens)
     manifest = Manifest(task="causal", tokenizer=source_manifest.tokenizer, splits={}, key=key,
                         options=dict(source_manifest.options), template=source_manifest.template,
-                        encoder=source_manifest.encoder, inputs=[source.fact()])
+                        encoder=source_manifest.encoder, inputs=[source.fact()], mixture=source_manifest.mixture)
     sink = PackSink(out)
 
     def finalize(sink: PackSink) -> None:

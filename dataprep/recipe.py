@@ -49,7 +49,7 @@ from dataprep.tokenize.job import TokenizeJob
 from dataprep.tokenize.pair import ClassifyOptions
 
 STAGES = ("validate", "normalize", "filter", "split", "tokenize")
-LATER_STAGES = ("pack", "stats")  # named by the issues; refused with a clear word until they exist
+OUTPUT_STAGES = ("pack", "stats")  # stages on the written output: pack the dataset folder, describe the result
 RECORD_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 TASK_OPTIONS: dict[str, type] = {"causal": CausalOptions, "classification": ClassifyOptions}
 
@@ -275,6 +275,24 @@ class ValidateSection(BaseModel):
     max_errors: int = Field(default=20, ge=1)
 
 
+class PackSection(BaseModel):
+    """``pack``: the tokenized dataset is packed (``dataprep pack``) into ``output``; ``max_length`` per row."""
+
+    model_config = STRICT
+    max_length: int = Field(ge=1)
+
+
+class StatsSection(BaseModel):
+    """``stats``: the output described (``dataprep stats``): a page, plots, a JSON report; none named: the text
+    report on stdout."""
+
+    model_config = STRICT
+    html: str | None = None
+    png: str | None = None
+    json_: str | None = Field(default=None, alias="json")
+    leakage: bool = True
+
+
 class Recipe(BaseModel):
     model_config = STRICT
     inputs: list[InputSpec] = Field(min_length=1)
@@ -284,6 +302,8 @@ class Recipe(BaseModel):
     filter: FilterSection | None = None  # type: ignore[valid-type]
     split: SplitSection | None = None  # type: ignore[valid-type]
     tokenize: TokenizeSection | None = None  # type: ignore[valid-type]
+    pack: PackSection | None = None
+    stats: StatsSection | None = None
     output: str
     rejects: str | None = None
     on_error: Literal["fail", "reject"] = "fail"
@@ -308,7 +328,7 @@ class LoadedRecipe:
         """The recipe as it will run, every default filled in (``--dry-run``): stages that do not run, an input's
         unset alternatives and the options of the other tokenize task are left out."""
         data = self.recipe.model_dump(mode="json", by_alias=True)
-        data = {k: v for k, v in data.items() if v is not None or k not in STAGES}
+        data = {k: v for k, v in data.items() if v is not None or k not in (*STAGES, *OUTPUT_STAGES)}
         for spec, name in zip(data["inputs"], self.names, strict=True):
             spec["name"] = name
             for k in [k for k, v in spec.items() if v is None]:
@@ -348,12 +368,6 @@ def load_recipe(path: str, overrides: Sequence[str] = ()) -> LoadedRecipe:
         except UsageProblem as exc:
             problems.append(f"override {item!r}: {exc}")
     _stage_switches(data)
-    for name in data:
-        if name in LATER_STAGES:
-            problems.append(f"{lines.at((name,))}: {name}: stage {name!r} is not available yet "
-                            f"(stages: {', '.join(STAGES)})")
-    for name in LATER_STAGES:
-        data.pop(name, None)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -370,7 +384,7 @@ def load_recipe(path: str, overrides: Sequence[str] = ()) -> LoadedRecipe:
 
 def _stage_switches(data: dict[str, Any]) -> None:
     """``filter:`` with nothing after it means run with defaults; ``filter: false`` means do not run."""
-    for name in STAGES:
+    for name in (*STAGES, *OUTPUT_STAGES):
         if name in data and data[name] is None:
             data[name] = {}
         elif data.get(name) is False:
@@ -458,7 +472,8 @@ def _describe(error: dict[str, Any], lines: _Lines) -> str:
         known = _known_keys(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         if len(loc) == 1:
-            message = f"unknown key (stages: {', '.join(STAGES)}; also {', '.join(k for k in known if k not in STAGES)})"
+            stages = (*STAGES, *OUTPUT_STAGES)
+            message = f"unknown key (stages: {', '.join(stages)}; also {', '.join(k for k in known if k not in stages)})"
         else:
             message = "unknown key" + (f"; did you mean {close[0]}?" if close else f" (known: {', '.join(known)})")
     elif kind == "missing":
@@ -632,4 +647,9 @@ def _semantics(loaded: LoadedRecipe, lines: _Lines) -> list[str]:
             problem(("output",), f"without tokenize the output is a records file ({', '.join(RECORD_SUFFIXES)})")
         if not any(getattr(recipe, s) is not None for s in ("normalize", "filter", "split")):
             problem(("output",), "nothing to write: add a stage (normalize, filter, split or tokenize)")
+    if recipe.pack is not None and (recipe.tokenize is None or recipe.tokenize.task != "causal"):  # type: ignore[attr-defined]
+        problem(("pack",), "packs the rows of a causal tokenize stage: add tokenize (task causal)")
+    if recipe.pack is not None and recipe.tokenize is not None and recipe.tokenize.emit_for != "dataprep":  # type: ignore[attr-defined]
+        problem(("tokenize", "emit_for"), "a packed dataset has one layout (input_ids, labels, position_ids, "
+                "seq_lengths): leave emit_for out, or drop pack and let the trainer pack")
     return problems

@@ -97,6 +97,14 @@ class Plan:
     def recipe(self) -> Any:
         return self.loaded.recipe
 
+    @property
+    def dataset_dir(self) -> str:
+        """Where the tokenized dataset goes: the output, or with ``pack`` a folder in the cache that pack reads
+        (kept with a kept cache, so a new ``pack.max_length`` repacks without tokenizing again)."""
+        if self.recipe.pack is None:
+            return self.recipe.output
+        return str(self.cache.root / "datasets" / self.output_key[:32])
+
     def cached(self, stage: str, digest: str | None) -> bool:
         return digest is not None and not self.force and self.cache.has(stage, digest)
 
@@ -461,6 +469,7 @@ class RunResult:
     output: str
     up_to_date: bool = False
     manifest: Any = None
+    report: str | None = None  # the stats stage's text report, for stdout
 
 
 class Execution:
@@ -485,21 +494,38 @@ class Execution:
         return self.lines.setdefault(stage, StageLine(stage))
 
     def run(self) -> RunResult:
+        """The recipe's output, then the stages on it: ``pack`` (the dataset into ``output``), ``stats``."""
+        recipe = self.plan.recipe
+        if recipe.pack is not None:
+            from dataprep.manifest import MANIFEST
+            from dataprep.paths import check_paths, check_replaceable_folder
+
+            check_paths([s.path for s in self.plan.sources], None, None, replaced_folders=[recipe.output])
+            check_replaceable_folder(recipe.output, MANIFEST)
+        result = self.produce()
+        if recipe.pack is not None:
+            result = self.pack(result)
+        if recipe.stats is not None:
+            result = self.stats(result)
+        return result
+
+    def produce(self) -> RunResult:
         plan = self.plan
         recipe = plan.recipe
+        where = plan.dataset_dir if plan.tokenizing is not None else recipe.output
         if plan.tokenizing is not None and not plan.force:
             from dataprep.manifest import read_manifest
 
-            old = read_manifest(recipe.output)
+            old = read_manifest(where)
             if old is not None and old.key == plan.output_key:
-                text = f"run: {recipe.output} is up to date (key {plan.output_key[:12]}; --force to redo)"
-                return RunResult([text], [], recipe.output, up_to_date=True, manifest=old)
+                text = f"run: {where} is up to date (key {plan.output_key[:12]}; --force to redo)"
+                return RunResult([text], [], where, up_to_date=True, manifest=old)
         if plan.tokenizing is not None:
             from dataprep.manifest import MANIFEST
             from dataprep.paths import check_paths, check_replaceable_folder
 
-            check_paths([s.path for s in plan.sources], None, None, replaced_folders=[recipe.output])
-            check_replaceable_folder(recipe.output, MANIFEST)
+            check_paths([s.path for s in plan.sources], None, None, replaced_folders=[where])
+            check_replaceable_folder(where, MANIFEST)
         for source in plan.sources:
             if recipe.validate_ is not None:
                 self.validate(source)
@@ -765,7 +791,7 @@ class Execution:
                                     inputs=inputs)
         manifest.mixture = {"seed": recipe.mix.seed, "sources": {m.name: m.fact() for m in mixture}}
         schema = emit_schema(tok.job.emit_for, tok.encoder.schema) if tok.job.task == "causal" else tok.encoder.schema
-        sink = DatasetSink(OutputDir(recipe.output, schema), tok.encoder, tok.job.emit_for)
+        sink = DatasetSink(OutputDir(plan.dataset_dir, schema), tok.encoder, tok.job.emit_for)
         sink.finalize = lambda s: finish_dataset(s, manifest, tok.tokenizer, report, tok.job)
         ok = False
         try:
@@ -855,7 +881,7 @@ class Execution:
         elapsed = time.perf_counter() - self.started
         reused = [s for s in ("validate", *plan.stages, "split", "tokenize")
                   if s in self.lines and self.lines[s].reused]
-        where = plan.recipe.output
+        where = plan.dataset_dir if plan.tokenizing is not None else plan.recipe.output
         if manifest is not None:
             splits = " ".join(f"{name}={s.rows:,}" for name, s in manifest.splits.items())
             lines.append(f"run: wrote {where} ({splits}; {manifest.totals.tokens:,} tokens) in {elapsed:.1f}s"
@@ -863,6 +889,56 @@ class Execution:
         else:
             lines.append(f"run: wrote {where} in {elapsed:.1f}s" + (f"; reused: {', '.join(reused)}" if reused else ""))
         return RunResult(lines, mixture, where, manifest=manifest)
+
+    # -- the stages on the output
+    def pack(self, made: RunResult) -> RunResult:
+        """``pack``: the dataset folder (in the cache) packed into ``output``, with pack's own up-to-date check."""
+        from dataprep.pack import PackJob, pack_to_disk
+
+        plan = self.plan
+        recipe = plan.recipe
+        rejects = str(Path(recipe.rejects) / "pack.jsonl") if recipe.rejects is not None else None
+        packed = pack_to_disk(PackJob(plan.dataset_dir, recipe.output, recipe.pack.max_length, force=plan.force,
+                                      rejects=rejects))
+        # the dataset's lines, less its "run: wrote" line: the run wrote the packed folder
+        lines = [f"tokenize: {plan.dataset_dir} [reused]"] if made.up_to_date else made.lines[:-1]
+        if packed.up_to_date:
+            lines = [*lines, packed.summary.replace("pack: ", "run: ", 1)]
+        else:
+            packing = packed.manifest.packing or {}
+            lines += [packed.summary, f"run: wrote {recipe.output} ({packing.get('packs', 0):,} packs of at most "
+                      f"{recipe.pack.max_length:,} tokens, efficiency {100 * packing.get('efficiency', 0):.1f}%) "
+                      f"in {time.perf_counter() - self.started:.1f}s"]
+        return RunResult(lines, made.mixture, recipe.output, up_to_date=made.up_to_date and packed.up_to_date,
+                         manifest=packed.manifest)
+
+    def stats(self, made: RunResult) -> RunResult:
+        """``stats``: the output described; the report goes where the section says, or as text on stdout."""
+        from dataprep.stats import compute_stats
+        from dataprep.stats.report import render_text
+
+        section = self.plan.recipe.stats
+        report = compute_stats(made.output, leakage=section.leakage)
+        written = []
+        if section.html:
+            from dataprep.stats.page import write_html
+
+            write_html(report, section.html)
+            written.append(section.html)
+        if section.png:
+            from dataprep.stats.plots import write_pngs
+
+            written.append(f"{len(write_pngs(report, section.png))} PNGs in {section.png}")
+        if section.json_:
+            from dataprep.io import AtomicFile
+
+            with AtomicFile(section.json_) as out:
+                out.handle.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+            written.append(section.json_)
+        text = None if written else render_text(report)
+        line = f"stats: {report['rows']:,} rows ({report['input']['kind']})"
+        return dataclasses.replace(made, lines=[*made.lines, line + (f"; wrote {', '.join(written)}" if written
+                                                                     else "; report on stdout")], report=text)
 
     def write_rejects(self) -> None:
         """``rejects: DIR``: one file per stage, every source's rejects in source order (cached ones too)."""

@@ -81,8 +81,8 @@ extra: 1
         f"{path}:3: inputs.0.rows: Input should be greater than or equal to 1 (got 0)",
         f"{path}:5: split.val_size: must be a fraction between 0 and 1 or a whole count of rows, got '2.5'",
         f"{path}:7: tokenize: mask only applies with task causal",
-        f"{path}:12: extra: unknown key (stages: validate, normalize, filter, split, tokenize; also inputs, mix, "
-        "output, rejects, on_error)",
+        f"{path}:12: extra: unknown key (stages: validate, normalize, filter, split, tokenize, pack, stats; also "
+        "inputs, mix, output, rejects, on_error)",
     ]
 
 

@@ -21,7 +21,8 @@ SHARED_RECIPES = {"llamafactory_lora", "qwen3_multiturn"}  # their own inputs ar
 
 def test_the_recipes_folder_holds_the_seed_workflows() -> None:
     assert {r.stem for r in RECIPES} == {"alpaca_sft", "llamafactory_lora", "mrpc_classification",
-                                         "sharegpt_tools_chatml", "mixture_tokens", "qwen3_multiturn"}
+                                         "sharegpt_tools_chatml", "mixture_tokens", "qwen3_multiturn",
+                                         "packed_clean"}
     assert not list((REPO / "recipes").glob("*.sh"))
 
 
@@ -49,8 +50,9 @@ FIXTURE_OVERRIDES = {
     "mrpc_classification": [],
     "sharegpt_tools_chatml": [],
     "mixture_tokens": [],
+    "packed_clean": [],  # and the stats files below
 }
-TRAIN = {"alpaca_sft", "llamafactory_lora", "mrpc_classification", "sharegpt_tools_chatml"}
+TRAIN = {"alpaca_sft", "llamafactory_lora", "mrpc_classification", "sharegpt_tools_chatml", "packed_clean"}
 
 
 def run_recipe(recipe: Path, tmp_path: Path, *overrides: str) -> str:
@@ -67,11 +69,17 @@ def test_recipe_runs_on_fixtures_and_trains(name: str, tmp_path: Path, monkeypat
     overrides = list(FIXTURE_OVERRIDES[name])
     if name == "llamafactory_lora":
         overrides += [f"inputs.0.dataset_info={fixture_registry(tmp_path)}", "inputs.0.dataset=fixture"]
+    if name == "packed_clean":
+        overrides += [f"stats.html={tmp_path / 'stats.html'}", f"stats.json={tmp_path / 'stats.json'}"]
     summary = run_recipe(REPO / "recipes" / f"{name}.yaml", tmp_path, *overrides)
     manifest = json.loads((tmp_path / "data" / "dataprep.json").read_text())
-    assert manifest["totals"]["rows_out"] == sum(s["rows"] for s in manifest["splits"].values()) > 0
-    assert set(manifest["mixture"]["sources"]) and "run: wrote" in summary.splitlines()[-1]
-    if name in ("alpaca_sft", "llamafactory_lora", "sharegpt_tools_chatml"):
+    rows = sum(s["rows"] for s in manifest["splits"].values())  # packed: rows of the output are packs
+    assert manifest["totals"]["rows_out"] == (manifest["packing"]["rows_packed"] if name == "packed_clean" else rows)
+    assert rows > 0 and set(manifest["mixture"]["sources"]) and any(line.startswith("run: wrote") for line in summary.splitlines())
+    if name == "packed_clean":
+        assert manifest["packing"]["max_length"] == 512 and manifest["packing"]["efficiency"] > 0.9
+        assert json.loads((tmp_path / "stats.json").read_text())["packing"]["rows"] == manifest["packing"]["packs"]
+    if name in ("alpaca_sft", "llamafactory_lora", "sharegpt_tools_chatml", "packed_clean"):
         assert sorted(manifest["splits"]) == ["train", "validation"]
     if name == "llamafactory_lora":
         assert manifest["template"]["name"] == "default"
@@ -100,8 +108,8 @@ def test_seed_003_recipe_on_lima(shared_data: Path, tmp_path: Path, monkeypatch:
 @pytest.mark.slow
 def test_qwen3_recipe_writes_only_exact_rows(shared_data: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Qwen3's template is not prefix-preserving for multi-turn rows: until the chat-template engine (issue 8) they
-    are rejected with a reason; every row that is written equals apply_chat_template's ids."""
+    """Qwen3's template is not prefix-preserving for multi-turn rows; each is located in one render, none is
+    rejected for its template, and the rows written equal apply_chat_template's ids."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
@@ -112,7 +120,8 @@ def test_qwen3_recipe_writes_only_exact_rows(shared_data: Path, tmp_path: Path,
     summary = run_recipe(REPO / "recipes" / "qwen3_multiturn.yaml", tmp_path, f"--cache-dir={tmp_path / 'cache'}")
     tokenize = next(line for line in summary.splitlines() if line.startswith("tokenize:"))
     rows_in, rows_out, rejected = (int(tokenize.split(" ")[i].rstrip(",").replace(",", "")) for i in (1, 3, 5))
-    assert rows_in == rows_out + rejected == 1329
+    assert rows_in == rows_out + rejected == 1329 and rejected <= 1
+    assert rejected == 0 or "(no_supervised_tokens: 1)" in tokenize  # a reply that is empty, not the template
     records = {}
     for part in sorted((tmp_path / "cache" / "split").glob("*/rows-*.jsonl.zst")):
         for batch in read_records(part):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import FIXTURES, REPO, invoke
@@ -289,7 +290,7 @@ output: {tmp_path / "out"}
     assert lines[1] == f"{recipe}:3: inputs.0.wieght: unknown key; did you mean weight?"
     assert lines[2].startswith(f"{recipe}:6: filter.min_response_chars: Input should be a valid integer")
     assert lines[3] == f"{recipe}:7: tokenize: max_length must be at least 1"
-    assert lines[4].startswith(f"{recipe}:9: pack: stage 'pack' is not available yet")
+    assert lines[4] == f"{recipe}:9: pack.max_length: required"
     assert lines[5] == f"{recipe} (override): split.val_size: required"
 
 
@@ -310,3 +311,78 @@ def test_a_missing_input_and_conflicts_are_reported_before_anything_runs(tmp_pat
 def test_run_appears_in_the_command_list() -> None:
     result = invoke("--help")
     assert "run " in result.stdout and (REPO / "dataprep" / "cli" / "run_cmd.py").is_file()
+
+
+PACKED_RECIPE = {**ALPACA_RECIPE, "filter": None, "pack": {"max_length": 256}}
+
+
+def test_pack_stage_writes_what_dataprep_pack_makes_of_the_runs_dataset(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", {**PACKED_RECIPE, "output": str(tmp_path / "packed")})
+    code, err = run(recipe)
+    assert code == 0, err
+    assert run(write_recipe(tmp_path / "plain.yaml", {**ALPACA_RECIPE, "filter": None,
+                                                       "output": str(tmp_path / "data")}), "--no-cache")[0] == 0
+    result = invoke("pack", tmp_path / "data", "-o", tmp_path / "by-hand", "--max-length", "256", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert_same_dataset(tmp_path / "packed", tmp_path / "by-hand")
+    manifest = json.loads((tmp_path / "packed" / "dataprep.json").read_text())
+    assert manifest["packing"]["max_length"] == 256 and manifest["totals"]["rows_in"] == 40
+    lines = err.splitlines()
+    assert lines[-2].startswith("pack: 40 in, 40 out, 0 rejected; packs: ")
+    assert lines[-1].startswith(f"run: wrote {tmp_path / 'packed'} (") and "efficiency" in lines[-1]
+
+
+def test_a_new_pack_length_repacks_the_cached_dataset_and_a_rerun_is_up_to_date(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", {**PACKED_RECIPE, "output": str(tmp_path / "packed")})
+    assert run(recipe)[0] == 0
+    code, err = run(recipe)
+    assert code == 0 and err.splitlines()[-1].startswith(f"run: {tmp_path / 'packed'} is up to date"), err
+    code, err = run(recipe, "pack.max_length=512")
+    assert code == 0, err
+    assert err.splitlines()[0].startswith("tokenize: ") and err.splitlines()[0].endswith("[reused]")
+    assert json.loads((tmp_path / "packed" / "dataprep.json").read_text())["packing"]["max_length"] == 512
+
+
+def test_pack_rejects_go_beside_the_other_stages_rejects(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", {**PACKED_RECIPE, "pack": {"max_length": 100},
+                                                "rejects": str(tmp_path / "rejects"), "output": str(tmp_path / "p")})
+    code, err = run(recipe, "--no-cache")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "p" / "dataprep.json").read_text())
+    rejected = [json.loads(line) for line in (tmp_path / "rejects" / "pack.jsonl").read_text().splitlines()]
+    assert rejected and len(rejected) == manifest["totals"]["rejected"] == manifest["rejected"]["too_long"]
+    assert {r["reason"] for r in rejected} == {"too_long"}
+    assert manifest["totals"]["rows_in"] == 40 == manifest["totals"]["rows_out"] + len(rejected)
+
+
+def test_stats_stage_describes_the_output(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", {
+        **PACKED_RECIPE, "stats": {"html": str(tmp_path / "page.html"), "json": str(tmp_path / "stats.json")},
+        "output": str(tmp_path / "packed")})
+    code, err = run(recipe)
+    assert code == 0, err
+    report = json.loads((tmp_path / "stats.json").read_text())
+    manifest = json.loads((tmp_path / "packed" / "dataprep.json").read_text())
+    assert report["input"]["kind"] == "packed" and report["rows"] == 40
+    assert report["packing"]["efficiency"] == pytest.approx(manifest["packing"]["efficiency"], abs=1e-4)
+    assert (tmp_path / "page.html").read_text().startswith("<!DOCTYPE html>")
+    assert err.splitlines()[-1] == (f"stats: 40 rows (packed); wrote {tmp_path / 'page.html'}, "
+                                    f"{tmp_path / 'stats.json'}")
+    records = write_recipe(tmp_path / "records.yaml", {"inputs": [{"path": str(SHAREGPT)}], "normalize": None,
+                                                       "stats": None, "output": str(tmp_path / "out.jsonl")})
+    result = invoke("run", records)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"dataprep stats: {tmp_path / 'out.jsonl'} (records")
+
+
+def test_pack_needs_a_causal_dataset_in_its_one_layout_and_the_local_engine(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", {"inputs": [{"path": str(ALPACA)}], "normalize": None,
+                                                "pack": {"max_length": 64}, "output": str(tmp_path / "o.jsonl")})
+    code, err = run(recipe)
+    assert code == 2 and f"{recipe}:4: pack: packs the rows of a causal tokenize stage" in err, err
+    recipe = write_recipe(tmp_path / "r.yaml", {**PACKED_RECIPE, "output": str(tmp_path / "p")})
+    code, err = run(recipe, "tokenize.emit_for=trl")
+    assert code == 2 and "tokenize.emit_for: a packed dataset has one layout" in err, err
+    code, err = run(recipe, "--engine", "ray")
+    assert code == 2 and "pack runs with --engine local" in err, err
+    assert not (tmp_path / "p").exists()

@@ -32,7 +32,8 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
             force: bool, engine: str, ray_address: str | None, save_to_disk: str | None, shard_mb: int,
             quiet: bool) -> None:
     """Run the stages of RECIPE.yaml (validate, normalize, filter, split, tokenize) on its inputs, mix them and
-    write the output, all in one process; KEY=VALUE overrides any field of the recipe.
+    write the output, then pack and describe it (pack, stats), all in one process; KEY=VALUE overrides any
+    field of the recipe.
 
     Batches go from stage to stage without being encoded; each stage keeps its own counts (in = out +
     rejected) and rejects. Every stage's output is cached under a hash of its input, its options, the
@@ -56,6 +57,10 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
     if no_cache and cache_dir:
         raise UsageProblem("--no-cache and --cache-dir exclude each other")
     loaded = load_recipe(recipe, overrides)
+    later = [name for name in ("pack", "stats") if getattr(loaded.recipe, name) is not None]
+    if engine == "ray" and later:
+        raise UsageProblem(f"{' and '.join(later)} run{'s' if len(later) == 1 else ''} with --engine local; "
+                           f"with --engine ray, run `dataprep {later[0]}` on the output afterwards")
     # --engine ray keeps no stage cache: its workers read the inputs, and the output may be a URI
     root = None if no_cache or engine == "ray" else cache_dir or str(Path(loaded.recipe.output).parent / CACHE_DIR)
     cache = Cache(root)
@@ -76,6 +81,8 @@ def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: s
     if not quiet:
         for line in result.lines:
             click.echo(line, err=True)
+    if result.report is not None:
+        click.echo(result.report, nl=False)
 
 
 def _dry_run(the_plan: object) -> str:
@@ -101,8 +108,11 @@ def _output_state(the_plan: object) -> str:
     assert isinstance(the_plan, Plan)
     if the_plan.tokenizing is None or the_plan.force:
         return "write"
-    old = read_manifest(the_plan.recipe.output)
-    return "up to date" if old is not None and old.key == the_plan.output_key else "write"
+    old = read_manifest(the_plan.dataset_dir)
+    state = "up to date" if old is not None and old.key == the_plan.output_key else "write"
+    if the_plan.recipe.pack is not None:  # pack decides its own output's state, from the dataset it reads
+        return f"pack the dataset ({state} in the cache)"
+    return state
 
 
 def _on_ray(the_plan: object, address: str | None, save_to_disk: str | None, shard_mb: int, quiet: bool) -> None:
