@@ -69,7 +69,10 @@ def packing_lines(packing: dict) -> list[str]:
              f"({packing['strategy']}), efficiency {100 * packing['efficiency']:.1f}% (real tokens / (packs x {n:,})).",
              "Each row holds `input_ids`, `labels`, `position_ids` (restarting at 0 for each original row), "
              "`seq_lengths`, `ids` and `source_rows`; there is no `attention_mask`: keep the examples apart with "
-             "`position_ids` (varlen attention) or a block-diagonal mask built from `seq_lengths`.",
+             "`position_ids` (varlen attention) or a block-diagonal mask built from `seq_lengths`. In TRL: "
+             "`SFTConfig(padding_free=True, max_length=None)`, which reads `seq_lengths` (exact with TRL 1.16; "
+             "`dataprep pack --emit-for trl` adds the `assistant_masks`/`completion_mask` TRL 0.17-1.6 read "
+             "instead of `labels`).",
              "", "| split | rows in | packed | rejected | packs | efficiency |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, s in packing["splits"].items():
         lines.append(f"| {name} | {s['rows_in']:,} | {s['rows_packed']:,} | {s['rejected']:,} | {s['packs']:,} | "

@@ -84,6 +84,38 @@ def check_task(target: str, task: str) -> None:
         raise UsageProblem(f"--emit-for {target} applies to causal datasets; a {task} dataset has one layout")
 
 
+PACKED_TARGETS = ("dataprep", "trl")
+
+
+def check_packed(target: str) -> None:
+    """Only layouts that keep packed examples apart: the others would hand a trainer rows whose examples attend to
+    each other (an all-ones mask over a pack), so they are refused with what to do instead."""
+    layout(target)
+    if target not in PACKED_TARGETS:
+        raise UsageProblem(f"--emit-for {target} does not apply to packed rows: its three columns cannot keep the "
+                           "examples of a pack apart (no position_ids, no seq_lengths)",
+                           hint=f"give {target} the unpacked folder (dataprep tokenize --emit-for {target}) and let "
+                                "it pack, or pack for dataprep train or TRL (--emit-for dataprep|trl)")
+
+
+def packed_schema(target: str, base: pa.Schema) -> pa.Schema:
+    """The packed split schema for ``target``: ``base`` (pack's own columns), plus TRL's masks for ``trl``."""
+    check_packed(target)
+    if target == "trl":
+        return base.append(pa.field("assistant_masks", pa.list_(MASK_TYPE))).append(
+            pa.field("completion_mask", pa.list_(MASK_TYPE)))
+    return base
+
+
+def packed_columns(target: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A packed batch in ``target``'s layout (see :func:`packed_schema`)."""
+    if target != "trl":
+        return batch
+    masks = supervised_mask(batch.column("labels"))
+    return pa.RecordBatch.from_arrays([*batch.columns, masks, masks],
+                                      names=[*batch.schema.names, "assistant_masks", "completion_mask"])
+
+
 def schema_for(target: str, base: pa.Schema) -> pa.Schema:
     """The split schema for ``target``, derived from the causal schema (``base``, e.g. ``CAUSAL_SCHEMA``)."""
     fields = []

@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from dataprep import manifest as mf
+from dataprep.emit import DEFAULT_TARGET, packed_columns, packed_schema
 from dataprep.errors import DataprepError, InputError
 from dataprep.manifest import Manifest, SplitStats, Totals
 from dataprep.outdir import FolderSink, OutputDir
@@ -388,12 +389,13 @@ def length_batches(sources: dict[str, SplitSource], root: str, size: int = LENGT
 class PackSink(FolderSink):
     """Writes packed batches to their split of an :class:`OutputDir`; ``finalize`` completes the folder on success."""
 
-    def __init__(self, out: OutputDir) -> None:
+    def __init__(self, out: OutputDir, emit_for: str = DEFAULT_TARGET) -> None:
         super().__init__(out)
+        self.emit_for = emit_for
         self.splits: dict[str, SplitStats] = {}
 
     def write(self, packed: PackedBatch) -> None:
-        self.out.write(packed.split, packed.batch)
+        self.out.write(packed.split, packed_columns(self.emit_for, packed.batch))
         s = self.splits.setdefault(packed.split, SplitStats())
         s.rows += packed.batch.num_rows
         s.tokens += packed.tokens
@@ -414,6 +416,7 @@ class PackJob:
     force: bool = False
     rejects: str | None = None
     batch_tokens: int = BATCH_TOKENS
+    emit_for: str = DEFAULT_TARGET  # dataprep, or trl (adds the masks TRL 0.17-1.6 read instead of labels)
 
 
 @dataclass
@@ -449,9 +452,9 @@ def pack_to_disk(job: PackJob, *, progress: Any = None) -> PackResult:
                             hint="write the packed rows beside it, e.g. -o packed/")
     check_paths([job.input], None, job.rejects, replaced_folders=[job.outdir])
     check_replaceable_folder(job.outdir, mf.MANIFEST)
-    out = OutputDir(job.outdir, PACKED_SCHEMA)
+    out = OutputDir(job.outdir, packed_schema(job.emit_for, PACKED_SCHEMA))
     report = StageReport("pack", job.rejects)
-    options = {"max_length": job.max_length, "strategy": STRATEGY}
+    options = {"max_length": job.max_length, "strategy": STRATEGY, "emit_for": job.emit_for}
     try:
         source = mf.hash_input(job.input, str(out.work))
         key = mf.cache_key(mf.key_parts(task="causal", options={"pack": options}, inputs=[source],
@@ -472,8 +475,9 @@ def pack_to_disk(job: PackJob, *, progress: Any = None) -> PackResult:
     stage = PackStage(sources, job.max_length, progress=progress, batch_tokens=job.batch_tokens)
     manifest = Manifest(task="causal", tokenizer=source_manifest.tokenizer, splits={}, key=key,
                         options=dict(source_manifest.options), template=source_manifest.template,
-                        encoder=source_manifest.encoder, inputs=[source.fact()], mixture=source_manifest.mixture)
-    sink = PackSink(out)
+                        encoder=source_manifest.encoder, inputs=[source.fact()], mixture=source_manifest.mixture,
+                        emit_for=job.emit_for)
+    sink = PackSink(out, job.emit_for)
 
     def finalize(sink: PackSink) -> None:
         from dataprep.card import dataset_card

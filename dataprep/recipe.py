@@ -276,10 +276,12 @@ class ValidateSection(BaseModel):
 
 
 class PackSection(BaseModel):
-    """``pack``: the tokenized dataset is packed (``dataprep pack``) into ``output``; ``max_length`` per row."""
+    """``pack``: the tokenized dataset is packed (``dataprep pack``) into ``output``; ``max_length`` per row,
+    ``emit_for`` the packed layout (``dataprep pack --emit-for``)."""
 
     model_config = STRICT
     max_length: int = Field(ge=1)
+    emit_for: Literal["dataprep", "trl"] = "dataprep"
 
 
 class StatsSection(BaseModel):
@@ -650,6 +652,6 @@ def _semantics(loaded: LoadedRecipe, lines: _Lines) -> list[str]:
     if recipe.pack is not None and (recipe.tokenize is None or recipe.tokenize.task != "causal"):  # type: ignore[attr-defined]
         problem(("pack",), "packs the rows of a causal tokenize stage: add tokenize (task causal)")
     if recipe.pack is not None and recipe.tokenize is not None and recipe.tokenize.emit_for != "dataprep":  # type: ignore[attr-defined]
-        problem(("tokenize", "emit_for"), "a packed dataset has one layout (input_ids, labels, position_ids, "
-                "seq_lengths): leave emit_for out, or drop pack and let the trainer pack")
+        problem(("tokenize", "emit_for"), "pack reads the dataprep layout: set pack.emit_for (dataprep or trl) "
+                "instead, or drop pack and let the trainer pack")
     return problems

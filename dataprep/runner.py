@@ -899,7 +899,7 @@ class Execution:
         recipe = plan.recipe
         rejects = str(Path(recipe.rejects) / "pack.jsonl") if recipe.rejects is not None else None
         packed = pack_to_disk(PackJob(plan.dataset_dir, recipe.output, recipe.pack.max_length, force=plan.force,
-                                      rejects=rejects))
+                                      rejects=rejects, emit_for=recipe.pack.emit_for))
         # the dataset's lines, less its "run: wrote" line: the run wrote the packed folder
         lines = [f"tokenize: {plan.dataset_dir} [reused]"] if made.up_to_date else made.lines[:-1]
         if packed.up_to_date:

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
 
 from dataprep.train.guard import LabelGuard, LabelsChanged, SplitRows, audit_epoch, read_split  # noqa: E402
-from tests.conftest import SHARED_DATA  # noqa: E402
+from tests.conftest import SHARED_DATA, invoke  # noqa: E402
 from tests.interop_data import (  # noqa: E402
     assert_exact,
     epoch_report,
@@ -60,6 +60,18 @@ def test_sft_trainer_is_exact(fixture_folder: Path, fixture_model: Path, tmp_pat
     loader = sft_trainer(folder, fixture_model, tmp_path, **EXACT_SETTINGS[setting]).get_train_dataloader()
     assert_exact(epoch_report(folder, loader))
     assert audit_epoch(SplitRows(read_split(folder, "train")), loader).exact
+
+
+@pytest.mark.parametrize("layout", ["dataprep", "trl"])
+def test_a_packed_folder_is_exact_with_padding_free(fixture_folder: Path, fixture_model: Path, tmp_path: Path,
+                                                   layout: str) -> None:
+    """dataprep pack's rows: TRL takes position_ids from seq_lengths, so every original row reaches the model once,
+    whole, with its own labels, and no example attends to another."""
+    packed = tmp_path / "packed"
+    result = invoke("pack", fixture_folder, "-o", packed, "--max-length", "512", "--emit-for", layout, "-q")
+    assert result.exit_code == 0, result.stderr
+    loader = sft_trainer(packed, fixture_model, tmp_path, padding_free=True, max_length=None).get_train_dataloader()
+    assert_exact(epoch_report(fixture_folder, loader))
 
 
 def test_a_short_max_length_cuts_rows_and_loses_their_ends(fixture_folder: Path, fixture_model: Path,

@@ -237,6 +237,28 @@ def test_packed_input_classification_and_the_input_itself_are_refused(tokenized:
     assert invoke("pack", tokenized, "-o", tmp_path / "x", "--max-length", 0).exit_code == 2
 
 
+def test_emit_for_trl_adds_the_masks_of_the_labels_and_nothing_else(tokenized: Path, tmp_path: Path) -> None:
+    ok("pack", tokenized, "-o", tmp_path / "plain", "--max-length", 600, "-q")
+    ok("pack", tokenized, "-o", tmp_path / "trl", "--max-length", 600, "--emit-for", "trl", "-q")
+    plain, trl = (datasets.load_from_disk(str(tmp_path / name)) for name in ("plain", "trl"))
+    for split in plain:
+        assert trl[split].column_names == [*plain[split].column_names, "assistant_masks", "completion_mask"]
+        for a, b in zip(plain[split], trl[split], strict=True):
+            mask = [int(label != -100) for label in a["labels"]]
+            assert b["assistant_masks"] == b["completion_mask"] == mask and any(mask)
+            assert {k: b[k] for k in a} == a
+    assert json.loads((tmp_path / "trl" / "dataprep.json").read_text())["emit_for"] == "trl"
+
+
+@pytest.mark.parametrize("target", ["llamafactory", "axolotl", "plain"])
+def test_three_column_layouts_are_refused_for_packed_rows(tokenized: Path, tmp_path: Path, target: str) -> None:
+    result = invoke("pack", tokenized, "-o", tmp_path / "p", "--max-length", 600, "--emit-for", target)
+    assert result.exit_code == 2
+    assert f"--emit-for {target} does not apply to packed rows" in result.stderr
+    assert f"dataprep tokenize --emit-for {target}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "p").exists()
+
+
 def test_classification_data_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "mrpc"
     ok("tokenize", FIXTURES / "data" / "pairs.tsv", "-o", out, "--tokenizer", FIXTURES / "tokenizers" /

@@ -382,7 +382,7 @@ def test_pack_needs_a_causal_dataset_in_its_one_layout_and_the_local_engine(tmp_
     assert code == 2 and f"{recipe}:4: pack: packs the rows of a causal tokenize stage" in err, err
     recipe = write_recipe(tmp_path / "r.yaml", {**PACKED_RECIPE, "output": str(tmp_path / "p")})
     code, err = run(recipe, "tokenize.emit_for=trl")
-    assert code == 2 and "tokenize.emit_for: a packed dataset has one layout" in err, err
+    assert code == 2 and "tokenize.emit_for: pack reads the dataprep layout" in err, err
     code, err = run(recipe, "--engine", "ray")
     assert code == 2 and "pack runs with --engine local" in err, err
     assert not (tmp_path / "p").exists()

@@ -16,8 +16,14 @@ from dataprep.cli.options import progress
 @click.option("--force", is_flag=True, help="Redo the work even if PACKED is up to date (a folder dataprep did not write is never replaced).")
 @click.option("--rejects", metavar="FILE", default=None,
               help='Write rejected rows to FILE (JSONL) with {"stage", "reason", "detail", "location"}.')
+@click.option("--emit-for", type=click.Choice(["dataprep", "trl", "llamafactory", "axolotl", "plain"]),
+              default="dataprep", show_default=True,
+              help="The consumer's layout: dataprep (dataprep train, TRL >= 1.7 with padding_free) or trl (adds "
+                   "assistant_masks and completion_mask, which TRL 0.17-1.6 read instead of labels). The "
+                   "three-column layouts cannot keep packed examples apart and are refused.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr.")
-def command(source: str, outdir: str, max_length: int, force: bool, rejects: str | None, quiet: bool) -> None:
+def command(source: str, outdir: str, max_length: int, force: bool, rejects: str | None, emit_for: str,
+            quiet: bool) -> None:
     """Pack the rows of a tokenized folder (dataprep tokenize's OUTDIR) into rows of at most N tokens.
 
     Best-fit decreasing over each whole split: rows longest first, each into the pack with the least room
@@ -31,18 +37,23 @@ def command(source: str, outdir: str, max_length: int, force: bool, rejects: str
     a GPU when installed, SDPA with a block-diagonal mask elsewhere); other consumers rebuild the mask from
     seq_lengths. The summary and dataprep.json give the efficiency: real tokens / (packs x N).
 
+    In TRL: SFTConfig(padding_free=True, max_length=None) reads seq_lengths for the position_ids and trains on
+    exactly these labels (tested with TRL 1.16); its default max_length (1,024) would cut longer packs.
+
     Run again on the same input with the same N and PACKED is found up to date; --force redoes it.
 
     \b
     Examples:
       dataprep pack out/ -o packed/ --max-length 2048
       dataprep pack out/ -o packed/ --max-length 4096 --rejects too_long.jsonl
+      dataprep pack out/ -o packed-trl/ --max-length 2048 --emit-for trl
     """
     from dataprep.pack import PackJob, pack_to_disk
 
     bar = progress(quiet, "pack")
     try:
-        result = pack_to_disk(PackJob(source, outdir, max_length, force=force, rejects=rejects), progress=bar)
+        result = pack_to_disk(PackJob(source, outdir, max_length, force=force, rejects=rejects, emit_for=emit_for),
+                              progress=bar)
     finally:
         bar.close()
     if not quiet:
