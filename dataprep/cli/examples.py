@@ -105,7 +105,7 @@ class Runner:
         """False without the real data, for commands that read it or read what such a command wrote."""
         words = set(re.findall(r"[\w./-]+", command.script))
         if (not self.shared and SHARED_PREFIX in command.script) or words & self.skipped_outputs:
-            self.skipped_outputs |= set(re.findall(r"(?:-o|>)\s+([\w./-]+)", command.script))
+            self.skipped_outputs |= set(re.findall(r"(?:-o|>|--rejects|--html|--png)\s+([\w./-]+)", command.script))
             return False
         return True
 
