@@ -158,14 +158,11 @@ def bench_folder(label: str, folder: Path, out: Path, capacity: int, runs: int) 
 
 
 def tokenize_real(tmp: Path, shared: Path, rows: int) -> Path:
+    from bench_tokenize import bench_input
+
     from dataprep.tokenize import CausalOptions, TokenizeJob, tokenize_to_disk
 
-    raw = tmp / "alpaca.json"
-    subprocess.run([sys.executable, str(REPO / "bin" / "make_bench_data.py"), str(raw), "--shared", str(shared),
-                    "--rows", str(rows)], check=True)
-    canonical = tmp / "canonical.jsonl"
-    subprocess.run([sys.executable, "-m", "dataprep", "normalize", str(raw), "-o", str(canonical), "-q"],
-                   check=True, cwd=REPO)
+    _, canonical = bench_input(tmp, shared, rows)
     folder = tmp / "alpaca-qwen"
     tokenize_to_disk(TokenizeJob(inputs=[str(canonical)], outdir=str(folder),
                                  tokenizer=str(shared / "data" / "tokenizers" / "qwen2.5"),
