@@ -11,6 +11,17 @@ from tests.conftest import FIXTURES, SHARED_DATA
 from tests.interop_data import TINY_BPE, tiny_model_dir, tokenize_folder
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread while a trainer's loader runs, as the interop study ran (set back afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fixture_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """fixtures/data/alpaca.json with the tiny BPE tokenizer, in the default layout."""

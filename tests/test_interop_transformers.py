@@ -19,14 +19,7 @@ from tests.interop_data import (  # noqa: E402
 )
 
 pytest_plugins = ("tests.interop_fixtures",)  # the tokenized folder, the tiny model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def trainer_for(folder: Path, model_dir: Path, tmp_path: Path, collator: str = "seq2seq", batch: int = 8,

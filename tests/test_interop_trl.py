@@ -22,6 +22,7 @@ from tests.interop_data import (  # noqa: E402
 )
 
 pytest_plugins = ("tests.interop_fixtures",)  # the tokenized folder, the tiny model
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 EXACT_SETTINGS = {
     "defaults": {},
@@ -30,14 +31,6 @@ EXACT_SETTINGS = {
     "packing_bfd_split": {"packing": True, "packing_strategy": "bfd_split"},
     "padding_free": {"padding_free": True, "max_length": None},
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sft_trainer(folder: Path, model_dir: Path, tmp_path: Path, **config: object):
