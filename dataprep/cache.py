@@ -30,7 +30,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +142,13 @@ class Tracked:
 
 class RecordsFile:
     """A Sink writing batches of records, with where each came from, as a cached rows file; with ``tracked``, a
-    row that is an unchanged input row is written as ``=N`` (in increasing N, so reading is one pass)."""
+    row that is an unchanged input row is written as ``=N`` (in increasing N, so reading is one pass).
+
+    Compression runs in a worker thread (zstd releases the GIL), so it overlaps the stages' Python work; at most
+    :data:`PENDING` batches wait for it, which keeps memory bounded.
+    """
+
+    PENDING = 4
 
     def __init__(self, path: Path, tracked: Tracked | None = None) -> None:
         import pyarrow as pa
@@ -150,23 +158,45 @@ class RecordsFile:
         self.tracked = tracked
         self._last = -1
         self._stream = pa.CompressedOutputStream(str(path), CODEC)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataprep-cache")
+        self._pending: deque[Future[Any]] = deque()
 
     def write(self, batch: Batch) -> None:
         known = self.tracked.current if self.tracked is not None else {}
         lines = []
+        if batch.encoded is None and self.tracked is None:
+            batch.encoded = [dumps(r) for r in batch.records]  # the next stages may reuse them (split, output)
+        encoded = batch.encoded
+        where = _json_locations(batch)
         for i, r in enumerate(batch.records):
             n = known.get(id(r))
             if n is not None and n > self._last:
                 lines.append(f"={n}\n")
                 self._last = n
             else:
-                lines.append(f"{dumps(batch.location(i))}\t{dumps(r)}\n")
-        self._stream.write("".join(lines).encode("utf-8"))
+                lines.append(f"{where[i]}\t{encoded[i] if encoded is not None else dumps(r)}\n")
+        if len(self._pending) >= self.PENDING:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._stream.write, "".join(lines).encode("utf-8")))
         self.rows += len(batch)
 
     def close(self, ok: bool) -> None:
-        with contextlib.suppress(OSError):
-            self._stream.close()
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown()
+            with contextlib.suppress(OSError):
+                self._stream.close()
+
+
+def _json_locations(batch: Batch) -> list[str]:
+    """Each row's location as JSON text; a batch read from one file shares the escaped file name."""
+    if batch.locs is not None:
+        return [dumps(loc) for loc in batch.locs]
+    head = dumps(batch.source)[:-1]  # ``:``, ``[``, ``]`` and digits need no escaping
+    return [f'{head}:{line}"' if line else f'{head}[{index}]"' for line, index in zip(batch.lines, batch.indexes,
+                                                                                        strict=True)]
 
 
 def read_records(path: Path, batch_size: int = 2048, split: str | None = None,

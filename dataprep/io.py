@@ -7,7 +7,6 @@ with ``on_error="reject"``, is handed to ``on_bad`` and reading goes on where th
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import contextlib
 import csv
@@ -21,12 +20,13 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from dataprep.errors import InputError
+from dataprep.jsonenc import compact_encoder
 from dataprep.records import Record
 from dataprep.temps import lock_temp, remove_stale_temps
 
@@ -40,7 +40,11 @@ class Batch:
     """A run of records; ``lines[i]`` is record i's 1-based line in ``source`` (0 when there are no lines).
 
     ``locs`` replaces both when a batch gathers rows of several places (``split`` emits rows it spooled);
-    ``split`` names the split of every row when the input was given as ``NAME=PATH``.
+    ``split`` names the split of every row when the input was given as ``NAME=PATH``. ``canonical`` is set by
+    the stages that make canonical records (normalize, split) and kept by :meth:`take`, so a stage after them
+    in the same process skips re-checking rows it knows are well formed; rows read from outside never have it.
+    ``encoded`` holds each record's JSON line (as :func:`dumps` gives it) when the stage that made the batch had
+    them already (split), so a JSONL writer does not encode the rows again; see :func:`json_lines`.
     """
 
     source: str
@@ -49,6 +53,8 @@ class Batch:
     indexes: list[int] = field(default_factory=list)
     locs: list[str] | None = None
     split: str | None = None
+    canonical: bool = False
+    encoded: list[str] | None = None
 
     def location(self, i: int) -> str:
         if self.locs is not None:
@@ -60,10 +66,13 @@ class Batch:
         """The rows at ``positions`` (or ``records`` standing in for them, one per position), keeping where each
         came from, so a later stage still names the input line of a row it rejects."""
         rows = records if records is not None else [self.records[i] for i in positions]
+        # new records (a stage's output) have no JSON yet; the same records keep theirs
+        encoded = [self.encoded[i] for i in positions] if self.encoded is not None and records is None else None
         if self.locs is not None:
-            return Batch(self.source, rows, locs=[self.locs[i] for i in positions], split=self.split)
+            return Batch(self.source, rows, locs=[self.locs[i] for i in positions], split=self.split,
+                         canonical=self.canonical, encoded=encoded)
         return Batch(self.source, rows, [self.lines[i] for i in positions], [self.indexes[i] for i in positions],
-                     split=self.split)
+                     split=self.split, canonical=self.canonical, encoded=encoded)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -282,10 +291,14 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InputError(f"{source}:{line}", f"invalid UTF-8 at byte {exc.start}") from None
-    newlines = [m.start() for m in re.finditer("\n", text)]
+    counted = [0, 1]  # the line of position counted[0]; records are read in order, so each newline is counted once
 
     def line_of(pos: int) -> int:
-        return bisect.bisect_right(newlines, pos - 1) + 1 if newlines else 1
+        at, line = counted
+        if pos < at:
+            return text.count("\n", 0, pos) + 1
+        counted[:] = [pos, line + text.count("\n", at, pos)]
+        return counted[1]
 
     ws = " \t\r\n"
     pos = len(text) - len(text.lstrip(ws))
@@ -604,7 +617,19 @@ def dumps(record: Record) -> str:
     NaN and Infinity raise ValueError instead of becoming non-JSON text; the readers reject rows holding them
     (``non_finite_number``), so only a stage's own arithmetic can trip this.
     """
-    return _ENCODER.encode(record)
+    return _dumps(record)
+
+
+_dumps = compact_encoder()
+
+
+def json_lines(rows: Batch | Sequence[Record]) -> list[str]:
+    """Each row's JSON line (no newline): the ones a batch carries, else :func:`dumps` of each record."""
+    if isinstance(rows, Batch):
+        if rows.encoded is not None:
+            return rows.encoded
+        rows = rows.records
+    return [dumps(r) for r in rows]
 
 
 def named_os_error(exc: OSError, path: str | os.PathLike[str]) -> OSError:

@@ -108,7 +108,9 @@ class NormalizeStage:
             if self.notify is not None:
                 self.notify(f"normalize: detected format {self.options.source}")
         kept, rejected = normalize_batch(batch.records, self.options)
-        return survivors(batch, kept, rejected), rejected
+        out = survivors(batch, kept, rejected)
+        out.canonical = self.options.to == "canonical"
+        return out, rejected
 
     def finish(self) -> tuple[()]:
         return ()

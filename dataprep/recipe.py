@@ -44,9 +44,7 @@ from dataprep.filter import FilterOptions
 from dataprep.io import INPUT_FORMATS
 from dataprep.normalize import FROM_FORMATS, NormalizeOptions
 from dataprep.split import Size, SplitOptions, parse_size
-from dataprep.tokenize.causal import CausalOptions
-from dataprep.tokenize.job import TokenizeJob
-from dataprep.tokenize.pair import ClassifyOptions
+from dataprep.tokenize.options import CausalOptions, ClassifyOptions, TokenizeJob
 
 STAGES = ("validate", "normalize", "filter", "split", "tokenize")
 OUTPUT_STAGES = ("pack", "stats")  # stages on the written output: pack the dataset folder, describe the result

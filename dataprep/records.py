@@ -27,6 +27,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, NotRequired, Required, TypedDict
 
+from dataprep.jsonenc import compact_encoder
+
 
 class Record(TypedDict, total=False):
     """A canonical record (schemas/canonical.schema.json); the six first keys are always present."""
@@ -65,7 +67,7 @@ class RecordError(ValueError):
         self.detail = detail
 
 
-_ID_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ID_ENCODE = compact_encoder(allow_nan=True)
 
 
 def content_id(record: Record) -> str:
@@ -74,13 +76,29 @@ def content_id(record: Record) -> str:
     key += [record.get("history") or [], record.get("tools") or "", record.get("roles") or []]
     if any(record.get("reasoning") or ()):  # appended only when present, so ids of records without it stay put
         key.append(record["reasoning"])
-    blob = _ID_ENCODER.encode(key)
+    blob = _ID_ENCODE(key)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def ordered(record: Record) -> Record:
-    """Return the record with its keys in canonical order, so serialised bytes do not depend on code paths."""
+    """Return the record with its keys in canonical order, so serialised bytes do not depend on code paths.
+
+    A record already in that order (nearly every one: readers and stages build them so) is returned as it is;
+    whether a sequence of keys is in order is worked out once per distinct sequence, not once per row.
+    """
+    keys = tuple(record)
+    in_order = _IN_ORDER.get(keys)
+    if in_order is None:
+        ranks = [FIELD_ORDER.get(k, len(FIELD_ORDER)) for k in keys]
+        in_order = _IN_ORDER[keys] = ranks == sorted(ranks)
+        if len(_IN_ORDER) > 4096:  # rows with free-form meta-like keys: do not grow without bound
+            _IN_ORDER.clear()
+    if in_order:
+        return record
     return dict(sorted(record.items(), key=lambda kv: FIELD_ORDER.get(kv[0], len(FIELD_ORDER))))
+
+
+_IN_ORDER: dict[tuple[str, ...], bool] = {}
 
 
 def make_record(

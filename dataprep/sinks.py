@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dataprep.errors import DataprepError
-from dataprep.io import AtomicFile, Batch, dumps
+from dataprep.io import AtomicFile, Batch, json_lines
 from dataprep.records import Record
 
 SPLIT_FILES = ("train", "validation", "test")
@@ -127,7 +127,7 @@ class RecordSink:
         if self._parquet is not None:
             self._parquet.write(records)
             return
-        text = "".join(dumps(r) + "\n" for r in records)
+        text = "".join(line + "\n" for line in json_lines(rows))
         if self._gzip is not None:
             self._gzip.write(text.encode("utf-8"))
         elif self._file is not None:
@@ -181,8 +181,8 @@ class SplitFilesSink:
 
     def write(self, rows: Batch | Sequence[Record]) -> None:
         by_split: dict[str, list[str]] = {name: [] for name in self._files}
-        for record in _records(rows):
-            by_split[record["split"]].append(dumps(record) + "\n")
+        for record, line in zip(_records(rows), json_lines(rows), strict=True):
+            by_split[record["split"]].append(line + "\n")
         for name, lines in by_split.items():
             if lines:
                 self._files[name].write("".join(lines))

@@ -219,6 +219,8 @@ def survivors(batch: Batch, kept: list[Record], rejected: list[Rejected]) -> Bat
     positions = [i for i in range(len(batch)) if i not in gone]
     if len(positions) != len(kept):
         raise AssertionError(f"{len(kept)} kept + {len(rejected)} rejected rows from a batch of {len(batch)}")
+    if batch.encoded is not None and all(k is batch.records[p] for k, p in zip(kept, positions, strict=True)):
+        return batch.take(positions)  # the same rows, passed on: their JSON lines still hold
     return batch.take(positions, kept)
 
 
@@ -228,11 +230,13 @@ def canonical_part(batch: Batch) -> tuple[Batch, list[int], list[Rejected]]:
 
     Stages after normalize call this rather than trust their input (a string ``history`` would be read letter by
     letter, a null reply trained as empty). Indexes in rejects of the returned batch map back through
-    ``positions``.
+    ``positions``. A batch marked ``canonical`` (made by normalize or split in this process) is taken whole.
     """
     from dataprep.errors import UsageProblem
     from dataprep.records import NOT_CANONICAL, RecordError, check_canonical, looks_raw
 
+    if batch.canonical:
+        return batch, list(range(len(batch))), []
     if looks_raw(batch.records):
         raise UsageProblem(f"{batch.location(0)}: {NOT_CANONICAL}")
     positions: list[int] = []

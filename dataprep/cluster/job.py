@@ -13,7 +13,7 @@ from dataprep.filter import FilterOptions
 from dataprep.normalize import NormalizeOptions
 from dataprep.shards import SHARD_BYTES
 from dataprep.split import SplitOptions
-from dataprep.tokenize.job import TokenizeJob
+from dataprep.tokenize.options import TokenizeJob
 
 
 @dataclass

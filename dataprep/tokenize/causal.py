@@ -58,38 +58,9 @@ from dataprep.records import (
 from dataprep.stage import Rejected
 from dataprep.tokenize.by_shape import ShapeRows
 from dataprep.tokenize.layout import CAUSAL_SCHEMA, IGNORE_INDEX, BatchResult, TokenizedBatch
+from dataprep.tokenize.options import CausalOptions
 
-MASK_MODES = ("all", "last", "prompt")
-TRUNCATION_MODES = ("history", "drop")
-SPECIAL_TOKEN_MODES = ("reject", "text")
-REASONING_MODES = ("template", "expand")
-INSERTED_MODES = ("mask", "train")
 SELF_CHECK_EVERY = 499  # about 0.2% of rows, picked by id, plus the first row of every batch
-
-@dataclass(frozen=True)
-class CausalOptions:
-    max_length: int | None = None
-    mask: str = "all"
-    truncation: str = "history"
-    special_tokens: str = "reject"
-    reasoning: str = "template"
-    inserted: str = "mask"
-    encoder: str = "auto"
-
-    def __post_init__(self) -> None:
-        for name, allowed in (("mask", MASK_MODES), ("truncation", TRUNCATION_MODES),
-                              ("special_tokens", SPECIAL_TOKEN_MODES), ("reasoning", REASONING_MODES),
-                              ("inserted", INSERTED_MODES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}")
-        if self.max_length is not None and self.max_length < 1:
-            raise ValueError("max_length must be at least 1")
-
-    def key(self) -> dict[str, Any]:
-        """What shapes the output (the encoder does not: every encoder gives the reference's ids)."""
-        return {"max_length": self.max_length, "mask": self.mask, "truncation": self.truncation,
-                "special_tokens": self.special_tokens, "reasoning": self.reasoning, "inserted": self.inserted}
-
 
 def supervised_mask(starts: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
     """The labelling rule on token start offsets: token i is supervised iff ``starts[i]`` is in a span.

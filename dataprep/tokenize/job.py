@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,30 +26,10 @@ from dataprep.manifest import InputFile, Manifest, SplitStats, Totals
 from dataprep.outdir import FolderSink, OutputDir
 from dataprep.paths import check_paths, check_replaceable_folder
 from dataprep.stage import Rejected, StageReport, run
-from dataprep.tokenize.causal import CausalOptions
 from dataprep.tokenize.layout import IGNORE_INDEX, Encoder, TokenizedBatch
+from dataprep.tokenize.options import TokenizeJob
 
 SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
-
-
-@dataclass
-class TokenizeJob:
-    """What ``dataprep tokenize`` was asked to do; ``inputs`` are paths, ``-``, or ``NAME=PATH`` (split per file)."""
-
-    inputs: list[str]
-    outdir: str
-    tokenizer: str
-    task: str = "causal"
-    template: str | None = None
-    causal: CausalOptions = field(default_factory=CausalOptions)
-    classify: Any = None  # dataprep.tokenize.pair.ClassifyOptions for task="classification"
-    trust_remote_code: bool = False
-    force: bool = False
-    batch_size: int = 1024
-    input_format: str | None = None
-    rejects: str | None = None
-    on_error: str = "fail"
-    emit_for: str = "dataprep"  # the consumer layout of the splits (dataprep.emit)
 
 
 @dataclass

@@ -27,21 +27,7 @@ from dataprep.encoders import flat_from_lists
 from dataprep.records import Record
 from dataprep.stage import Rejected
 from dataprep.tokenize.layout import BatchResult, TokenizedBatch
-
-
-@dataclass(frozen=True)
-class ClassifyOptions:
-    text: str
-    text_pair: str | None = None
-    label: str | None = None
-    max_length: int | None = None
-    truncation: str = "history"
-
-    def __post_init__(self) -> None:
-        if self.truncation not in ("history", "drop"):
-            raise ValueError("truncation must be 'history' (longest_first for pairs) or 'drop'")
-        if self.max_length is not None and self.max_length < 1:
-            raise ValueError("max_length must be at least 1")
+from dataprep.tokenize.options import ClassifyOptions
 
 
 def label_key(value: Any) -> str:
