@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DataprepError(Exception):
     """A failure the user can act on. Exit status 1 (invalid data, a refused operation)."""
@@ -15,6 +17,18 @@ class DataprepError(Exception):
     def format(self) -> str:
         text = str(self)
         return f"{text} ({self.hint})" if self.hint else text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as message and attributes, whatever the subclass's ``__init__`` takes (a worker process sends
+        its errors to the main process this way)."""
+        return (_restore, (type(self), self.args, self.__dict__))
+
+
+def _restore(cls: type[DataprepError], args: tuple[Any, ...], state: dict[str, Any]) -> DataprepError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InputError(DataprepError):

@@ -99,7 +99,8 @@ class NormalizeStage:
         self.options = options
         self.notify = notify
 
-    def process(self, batch: Batch) -> tuple[Batch, list[Rejected]]:
+    def prepare(self, batch: Batch) -> None:
+        """Tell the format from the first record of ``batch`` (once), and announce it."""
         if self.options.source == "auto" and len(batch):
             try:
                 self.options = self.options.resolved(batch.records[0])
@@ -107,6 +108,9 @@ class NormalizeStage:
                 raise UsageProblem(f"{batch.location(0)}: {exc}", hint=exc.hint) from None
             if self.notify is not None:
                 self.notify(f"normalize: detected format {self.options.source}")
+
+    def process(self, batch: Batch) -> tuple[Batch, list[Rejected]]:
+        self.prepare(batch)
         kept, rejected = normalize_batch(batch.records, self.options)
         out = survivors(batch, kept, rejected)
         out.canonical = self.options.to == "canonical"

@@ -18,6 +18,10 @@ The flow, for sources ``0..n``::
   output is gathered from the tokenized rows (Arrow, no re-tokenizing), so a new weight redoes only the gathering.
 * Every stage's output is cached under a key of everything that shapes it (:mod:`dataprep.cache`); a run reuses
   what it can and says so. ``--dry-run`` prints the plan without running it.
+* With a worker (``--workers 1``, the default for big inputs on two or more CPUs), a source is read and normalized
+  in a forked process (:mod:`dataprep.offload`) while this one filters, splits and writes: the same rows, counts
+  and rejects, on two cores. Rows are encoded to JSON once: the first writer that needs a line (a cache file,
+  split) leaves it on the batch (``Batch.encoded``) for the ones after it.
 
 For a cluster (issue 12) the same pieces apply: the stage objects, :func:`plan`'s keys, and
 :func:`dataprep.mix.mix`, which is a pure function of ids, splits, token counts and the seed.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -475,10 +480,14 @@ class RunResult:
 class Execution:
     """One run of a :class:`Plan`; :meth:`run` does it, ``echo`` receives the summary lines as they come."""
 
-    def __init__(self, plan: Plan, echo: Callable[[str], None], progress: Callable[[str], Any] | None = None) -> None:
+    def __init__(self, plan: Plan, echo: Callable[[str], None], progress: Callable[[str], Any] | None = None,
+                 workers: int | None = None) -> None:
+        from dataprep.offload import auto_workers
+
         self.plan = plan
         self.echo = echo
         self.progress = progress
+        self.workers = workers if workers is not None else auto_workers(_input_bytes(plan))
         self.lines: dict[str, StageLine] = {}
         self.tokenize_reports: dict[int, dict[str, Any]] = {}
         self.started = time.perf_counter()
@@ -620,14 +629,21 @@ class Execution:
         last_reused = max((i for i, s in enumerate(states) if s == "reuse"), default=-1)
         tail = feed if feed is not None else self.rows_tail(source)
         bar = self.progress(source.name) if self.progress is not None else None
-        head, first_report = self.chain(source, plan.stages[last_reused + 1:], tail, bar)
+        stages = plan.stages[last_reused + 1:]
+        offload = bool(self.workers) and stages[:1] == ["normalize"] and os.path.isfile(source.path)
+        head, first_report, normalize = self.chain(source, stages, tail, bar, offload)
         if last_reused >= 0:
             stage = plan.stages[last_reused]
             batches: Iterable[Batch] = plan.cache.read_rows(stage, source.keys[stage], split=source.split)
         else:
             first_report = first_report or _report_of(head)
             on_bad = first_report.bad_input if first_report is not None and plan.recipe.on_error == "reject" else None
-            batches = _read(source, on_bad)
+            if offload:
+                from dataprep.offload import read_processed
+
+                batches = read_processed(source.path, source.input_format, source.split, normalize, on_bad)
+            else:
+                batches = _read(source, on_bad)
         try:
             pump(batches, head)
         finally:
@@ -639,12 +655,14 @@ class Execution:
             return True
         return not self.plan.cached("tokenize", source.keys["tokenize"])
 
-    def chain(self, source: Source, stages: list[str], tail: Sink | None,
-              bar: Any = None) -> tuple[Sink, StageReport | None]:
+    def chain(self, source: Source, stages: list[str], tail: Sink | None, bar: Any = None,
+              offload: bool = False) -> tuple[Sink, StageReport | None, Stage | None]:
         """Runners for ``stages`` of ``source``, each teeing into its cache entry, ending in ``tail``; ``bar``
-        counts the rows the first one reads."""
+        counts the rows the first one reads. ``offload``: normalize's work is done where the source is read (a
+        worker process, :mod:`dataprep.offload`); its stage object is returned to be handed there."""
         sink: Sink = tail if tail is not None else Tee()
         first_report = None
+        normalize: Stage | None = None
         for stage in reversed(stages):
             entry = self.plan.cache.new(stage, source.keys[stage])
             report = StageReport(stage, str(entry.file(cachelib.REJECTS)))
@@ -659,10 +677,15 @@ class Execution:
                     store = RecordsFile(entry.file(cachelib.ROWS), tracked)
                 else:
                     store = RecordsFile(entry.file(cachelib.ROWS))
-            runner = Runner(obj, Tee(store, sink), report, bar if stage == stages[0] else None)
+            runs: Stage = obj
+            if stage == "normalize" and offload:
+                from dataprep.offload import Offloaded
+
+                runs, normalize = Offloaded(obj), obj
+            runner = Runner(runs, Tee(store, sink), report, bar if stage == stages[0] else None)
             sink = Committed(runner, entry, on_close=self._summarise_after(stage, source, runner, obj))
             first_report = report
-        return sink, first_report
+        return sink, first_report, normalize
 
     def keep_rows(self, stage: str) -> bool:
         """Whether a stage's rows go in its cache entry: always in a kept cache; in a throw-away one only where
@@ -1013,10 +1036,16 @@ def _read(source: Source, on_bad: Any) -> Iterator[Batch]:
 
 
 def execute(plan: Plan, echo: Callable[[str], None] = lambda _: None,
-            progress: Callable[[str], Any] | None = None) -> RunResult:
-    """Run the plan; ``echo`` prints validation errors, ``progress(source_name)`` may give a bar per source read.
-    The cache, when temporary, is removed afterwards."""
+            progress: Callable[[str], Any] | None = None, workers: int | None = None) -> RunResult:
+    """Run the plan; ``echo`` prints validation errors, ``progress(source_name)`` may give a bar per source read;
+    ``workers``: processes normalize runs in (0: this one; None: :func:`offload.auto_workers`). The cache, when
+    temporary, is removed afterwards."""
     try:
-        return Execution(plan, echo, progress).run()
+        return Execution(plan, echo, progress, workers).run()
     finally:
         plan.cache.close()
+
+
+def _input_bytes(plan: Plan) -> int:
+    """The size of the inputs that are files (folders and stdin count nothing)."""
+    return sum(os.path.getsize(s.path) for s in plan.sources if os.path.isfile(s.path))

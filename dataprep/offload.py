@@ -1,0 +1,134 @@
+"""Reading and normalizing a source in a worker process, so ``dataprep run`` uses a second core.
+
+A shell pipe runs its stages in parallel processes; ``run`` keeps the stages in one process (no JSON between them)
+and would otherwise use one core. Reading (JSON parsing) and normalize are the work worth moving: a row's record
+depends only on the row and the options, so the worker gives the records the main process would, in the same
+order. Encoding rows to JSON stays in the main process, which would otherwise wait for the worker. The main
+process keeps everything that counts or writes: the normalize runner gets, for each input batch, its size and what
+normalize made of it, and unreadable rows (``on_bad``) and the format notice arrive in the order they happened, so
+counts, rejects files and messages are the ones an in-process run gives.
+
+The worker is forked (the stage and its options are inherited, never pickled); batches come back pickled, over a
+pipe whose buffer bounds how far it runs ahead. Where ``fork`` is missing, only one CPU is ours, or the input is
+small, ``run`` reads in its own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataprep.errors import DataprepError
+from dataprep.io import Batch, read_batches
+from dataprep.stage import Rejected, Stage
+
+MIN_BYTES = 8 << 20  # below this, starting a worker costs more than it saves
+
+
+def auto_workers(total_bytes: int) -> int:
+    """Worker processes ``run`` uses by default: one when the input is big enough and a second CPU is ours."""
+    if total_bytes < MIN_BYTES or not can_fork():
+        return 0
+    return 1 if len(os.sched_getaffinity(0)) >= 2 else 0
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods() and hasattr(os, "sched_getaffinity")
+
+
+@dataclass
+class Done(Batch):
+    """An input batch as the main process sees it: its size (placeholders for rows it never decodes) and the
+    stage's result for it."""
+
+    result: tuple[Any, list[Rejected]] = field(default_factory=lambda: ((), []))
+
+
+class Offloaded:
+    """The stage under the runner while its work runs in the worker: hands back each batch's result."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.name = stage.name
+
+    def process(self, batch: Batch) -> tuple[Any, list[Rejected]]:
+        assert isinstance(batch, Done)
+        return batch.result
+
+    def finish(self) -> tuple[()]:
+        return ()
+
+    def facts(self) -> dict[str, Any]:
+        return self.stage.facts()
+
+
+def read_processed(path: str, fmt: str | None, split: str | None, stage: Any,
+                   on_bad: Callable[[str, str, str, str], None] | None) -> Iterator[Done]:
+    """The batches of ``path`` read and put through ``stage`` in a forked worker, as :class:`Done` batches for a
+    runner over :class:`Offloaded`; ``on_bad`` and ``stage.notify`` are called here, in order."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    worker = context.Process(target=_work, args=(send, path, fmt, split, stage, on_bad is not None),
+                             name="dataprep-read", daemon=True)
+    worker.start()
+    send.close()
+    try:
+        while True:
+            try:
+                message = receive.recv()
+            except EOFError:
+                worker.join()
+                raise DataprepError(f"{path}: the process reading it stopped (exit status {worker.exitcode})",
+                                    hint="run again with --workers 0 to read it in this process") from None
+            kind = message[0]
+            if kind == "batch":
+                _, source, n, kept, rejected = message
+                yield Done(source, [None] * n, result=(kept, rejected))  # type: ignore[list-item]
+            elif kind == "bad":
+                assert on_bad is not None
+                on_bad(*message[1:])
+            elif kind == "note":
+                if stage.notify is not None:
+                    stage.notify(message[1])
+            elif kind == "error":
+                raise message[1]
+            else:
+                worker.join()
+                return
+    finally:
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+        receive.close()
+
+
+def _work(send: Any, path: str, fmt: str | None, split: str | None, stage: Any, bad: bool) -> None:
+    """The worker: read, process, send; a failure is sent as the exception, to be raised in the main process."""
+    # Ctrl-C and SIGTERM are the main process's to handle (it cleans up, and the closed pipe ends this one); the
+    # main process's handlers would clean up its temp files from here too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        stage.notify = lambda text: send.send(("note", text))
+        on_bad = (lambda *args: send.send(("bad", *args))) if bad else None
+        for batch in read_batches(path, fmt=fmt, on_bad=on_bad):
+            batch.split = split
+            kept, rejected = stage.process(batch)
+            rejected = [item._replace(location=batch.location(item.index))
+                        if item.location is None and item.index is not None else item for item in rejected]
+            send.send(("batch", batch.source, len(batch), kept, rejected))
+        send.send(("end",))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the main process, which decides
+        try:
+            send.send(("error", exc))
+        except BaseException:  # noqa: BLE001 - it does not pickle (its text goes), or the main process is gone
+            with contextlib.suppress(BaseException):
+                send.send(("error", DataprepError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        with contextlib.suppress(BaseException):
+            send.close()
