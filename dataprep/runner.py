@@ -372,7 +372,11 @@ class Partition:
 
 
 class TokensFile:
-    """Tokenized batches of one source, as the Arrow file of its tokenize cache entry (+ split, truncated)."""
+    """Tokenized batches of one source, as the Arrow file of its tokenize cache entry (+ split, truncated).
+
+    ``facts`` counts what the summary line says (tokens, truncated rows, supervised tokens) as the batches go by,
+    while their arrays are in memory, for the entry's meta: a later run reads them instead of the whole file.
+    """
 
     def __init__(self, path: Path, schema: Any) -> None:
         import pyarrow as pa
@@ -382,14 +386,21 @@ class TokensFile:
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = pa.ipc.new_file(self._sink, self.full)
         self.rows = 0
+        self.facts = {"tokens": 0, "truncated": 0, "supervised": 0}
 
     def write(self, tokens: Any) -> None:
         import pyarrow as pa
+
+        from dataprep.tokenize.layout import IGNORE_INDEX
 
         batch = tokens.to_arrow(self.schema)
         columns = [*batch.columns, pa.array(tokens.splits, pa.string()), pa.array(tokens.truncated, pa.bool_())]
         self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.full))
         self.rows += len(tokens)
+        self.facts["tokens"] += int(tokens.offsets[-1] - tokens.offsets[0])
+        self.facts["truncated"] += int(np.count_nonzero(tokens.truncated))
+        if "labels" in tokens.columns:
+            self.facts["supervised"] += int(np.count_nonzero(tokens.columns["labels"] != IGNORE_INDEX))
 
     def close(self, ok: bool) -> None:
         self._writer.close()
@@ -754,11 +765,13 @@ class Execution:
         entry = self.plan.cache.new("tokenize", source.keys["tokenize"])
         report = StageReport("tokenize", str(entry.file(cachelib.REJECTS)))
         stage = TokenizeStage(tok.encoder)
-        runner = Runner(stage, TokensFile(entry.file(cachelib.TOKENS), tok.encoder.schema), report)
+        tokens = TokensFile(entry.file(cachelib.TOKENS), tok.encoder.schema)
+        runner = Runner(stage, tokens, report)
 
         def done() -> None:
             stage.close()
             self.tokenize_reports[source.index] = report_fact(report)
+            entry.meta["facts"] = tokens.facts
 
         return Committed(runner, entry, on_close=done)
 
@@ -834,19 +847,31 @@ class Execution:
         return self.finish(mixture, manifest)
 
     def _tokenize_facts(self, tables: list[Any]) -> None:
-        """The tokenize line describes the stage (every distinct row once); the mix and run lines the output."""
+        """The tokenize line describes the stage (every distinct row once); the mix and run lines the output.
+
+        The counts come from each source's entry (:class:`TokensFile` keeps them); an entry written before it did
+        is counted from its table.
+        """
         import pyarrow.compute as pc
 
         from dataprep.tokenize.layout import IGNORE_INDEX
 
+        has_labels = "labels" in tables[0].column_names and pa_is_list(tables[0].column("labels"))
+        total = {"tokens": 0, "truncated": 0, "supervised": 0}
+        for source, table in zip(self.plan.sources, tables, strict=True):
+            facts = self.plan.cache.meta("tokenize", source.keys["tokenize"]).get("facts")
+            if facts is None:
+                facts = {"tokens": int(pc.sum(table.column("length")).as_py() or 0),
+                         "truncated": int(pc.sum(table.column("truncated").cast("int64")).as_py() or 0),
+                         "supervised": int(pc.sum(pc.not_equal(pc.list_flatten(table.column("labels")), IGNORE_INDEX)
+                                                  .cast("int64")).as_py() or 0) if has_labels else 0}
+            for name in total:
+                total[name] += facts[name]
         line = self.line("tokenize")
-        tokens = sum(int(pc.sum(t.column("length")).as_py() or 0) for t in tables)
-        line.facts["truncated"] = sum(int(pc.sum(t.column("truncated").cast("int64")).as_py() or 0) for t in tables)
-        line.facts["tokens"] = f"{tokens:,}"
-        if "labels" in tables[0].column_names and tokens and pa_is_list(tables[0].column("labels")):
-            supervised = sum(int(pc.sum(pc.not_equal(pc.list_flatten(t.column("labels")), IGNORE_INDEX)
-                                        .cast("int64")).as_py() or 0) for t in tables)
-            line.facts["supervised"] = f"{100 * supervised / tokens:.1f}%"
+        line.facts["truncated"] = total["truncated"]
+        line.facts["tokens"] = f"{total['tokens']:,}"
+        if has_labels and total["tokens"]:
+            line.facts["supervised"] = f"{100 * total['supervised'] / total['tokens']:.1f}%"
 
     def write_records(self) -> RunResult:
         from dataprep.sinks import RecordSink

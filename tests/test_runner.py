@@ -386,3 +386,22 @@ def test_pack_needs_a_causal_dataset_in_its_one_layout_and_the_local_engine(tmp_
     code, err = run(recipe, "--engine", "ray")
     assert code == 2 and "pack runs with --engine local" in err, err
     assert not (tmp_path / "p").exists()
+
+
+def test_the_tokenize_line_counts_the_same_from_the_entry_or_its_table(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r.yaml", {**ALPACA_RECIPE, "output": str(tmp_path / "out"),
+                                                "tokenize": {**ALPACA_RECIPE["tokenize"], "max_length": 64}})
+
+    def tokenize_line(output: str) -> str:
+        code, err = run(recipe, f"output={tmp_path / output}")
+        assert code == 0, err
+        return next(line for line in err.splitlines() if line.startswith("tokenize:"))
+
+    fresh = tokenize_line("a")
+    assert "truncated: " in fresh and "supervised: " in fresh and "truncated: 0" not in fresh
+    assert tokenize_line("b") == fresh + " [reused]"  # counted when the entry was written
+    (meta,) = (tmp_path / ".dataprep-cache" / "tokenize").glob("*/meta.json")
+    entry = json.loads(meta.read_text())
+    del entry["facts"]
+    meta.write_text(json.dumps(entry))
+    assert tokenize_line("c") == fresh + " [reused]"  # an entry without the counts: from its table
