@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dataprep import offload
-from dataprep.errors import InputError, UsageProblem
+from dataprep.errors import DataprepError, InputError, UsageProblem
 from dataprep.normalize import NormalizeOptions, NormalizeStage
 from tests.conftest import FIXTURES, invoke
 from tests.test_runner import ALPACA, SHAREGPT, write_recipe
@@ -76,10 +76,9 @@ def test_errors_cross_processes_whole() -> None:
 
 
 def test_a_reader_closed_early_leaves_no_process_behind(tmp_path: Path) -> None:
-    data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(5000)))
+    data = _alpaca_rows(tmp_path / "rows.jsonl", 5000)
     stage = NormalizeStage(NormalizeOptions(source="alpaca"))
-    batches = offload.read_processed(str(data), None, None, stage, None)
+    batches = offload.read_processed(data, None, None, stage, None)
     first = next(batches)
     kept, rejected = first.result
     assert len(first) == len(kept) and not rejected and kept.records[0]["prompt"] == "q0"
@@ -90,3 +89,36 @@ def test_a_reader_closed_early_leaves_no_process_behind(tmp_path: Path) -> None:
 def test_one_worker_only_for_big_inputs_on_a_second_cpu() -> None:
     assert offload.auto_workers(offload.MIN_BYTES - 1) == 0
     assert offload.auto_workers(offload.MIN_BYTES) == (1 if len(os.sched_getaffinity(0)) >= 2 else 0)
+
+
+class _Crashes:
+    """A stage whose worker dies (as one killed for memory would), or fails with an error no pickle can carry."""
+
+    name = "normalize"
+    notify = None
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def process(self, batch: object) -> None:
+        if self.how == "exit":
+            os._exit(3)
+
+        class Unpicklable(Exception):
+            pass
+
+        raise Unpicklable("no way back")
+
+
+def _alpaca_rows(path: Path, n: int = 10) -> str:
+    path.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(n)))
+    return str(path)
+
+
+def test_a_worker_that_dies_or_fails_oddly_is_a_one_line_error(tmp_path: Path) -> None:
+    data = _alpaca_rows(tmp_path / "rows.jsonl")
+    with pytest.raises(DataprepError, match=r"rows.jsonl: the process reading it stopped \(exit status 3\)"):
+        list(offload.read_processed(data, None, None, _Crashes("exit"), None))
+    with pytest.raises(DataprepError, match="^Unpicklable: no way back$"):
+        list(offload.read_processed(data, None, None, _Crashes("raise"), None))
+    assert multiprocessing.active_children() == []
