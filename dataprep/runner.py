@@ -34,7 +34,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -658,6 +658,8 @@ class Execution:
         try:
             pump(batches, head)
         finally:
+            if isinstance(batches, Generator):  # a failure downstream stops the reader (and its worker) now
+                batches.close()
             if bar is not None:
                 bar.close()
 

@@ -122,3 +122,23 @@ def test_a_worker_that_dies_or_fails_oddly_is_a_one_line_error(tmp_path: Path) -
     with pytest.raises(DataprepError, match="^Unpicklable: no way back$"):
         list(offload.read_processed(data, None, None, _Crashes("raise"), None))
     assert multiprocessing.active_children() == []
+
+
+def test_a_failure_after_normalize_stops_the_worker_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataprep.filter import FilterStage
+
+    calls = []
+
+    def failing(self: FilterStage, batch: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise DataprepError("filter failed mid-stream")
+        return original(self, batch)
+
+    original = FilterStage.process
+    monkeypatch.setattr(FilterStage, "process", failing)
+    recipe = {"inputs": [{"path": _alpaca_rows(tmp_path / "rows.jsonl", 20_000)}], "normalize": None,
+              "filter": {"min_response_chars": 1}}
+    code, err, written = _run(tmp_path, "out", recipe, 1)
+    assert code == 1 and "filter failed mid-stream" in err and "out.jsonl" not in written
+    assert multiprocessing.active_children() == []
