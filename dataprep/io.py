@@ -172,6 +172,7 @@ def _constant(name: str) -> Any:
 _STRICT = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
 _LENIENT = json.JSONDecoder()  # only to find where a rejected array element ends
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_WHITESPACE = re.compile(r"[ \t\r\n]*")  # JSON's whitespace
 
 
 def _check_unicode(value: Any, text: str) -> None:
@@ -264,8 +265,9 @@ def _read_jsonl(stream: IO[bytes], source: str, batch_size: int, on_bad: BadReco
         yield batch
 
 
-def _raw_decode(text: str, pos: int, source: str, line: int) -> tuple[Any, int]:
-    """One array element from ``pos``: (value, end), or (BadValue, end) for an element that must be rejected."""
+def _raw_decode(text: str, pos: int, source: str, line: int, escapes: bool = True) -> tuple[Any, int]:
+    """One array element from ``pos``: (value, end), or (BadValue, end) for an element that must be rejected.
+    ``escapes=False``: the caller knows the text holds no surrogate escape, so the element is not searched."""
     try:
         value, end = _STRICT.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
@@ -275,10 +277,11 @@ def _raw_decode(text: str, pos: int, source: str, line: int) -> tuple[Any, int]:
     except BadValue as exc:
         _, end = _LENIENT.raw_decode(text, pos)
         return exc, end
-    try:
-        _check_unicode(value, text[pos:end])
-    except BadValue as exc:
-        return exc, end
+    if escapes:
+        try:
+            _check_unicode(value, text[pos:end])
+        except BadValue as exc:
+            return exc, end
     return value, end
 
 
@@ -318,17 +321,17 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
     pos += 1
     batch = Batch(source)
     index = 0
+    escapes = _SURROGATE_ESCAPE.search(text) is not None  # one search of the file instead of one per record
     while True:
-        while pos < len(text) and text[pos] in ws:
-            pos += 1
+        pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
         if pos < len(text) and text[pos] == "]":
             pos += 1
             break
         line = line_of(pos)
-        value, end = _raw_decode(text, pos, source, line)
+        value, end = _raw_decode(text, pos, source, line, escapes)
         if isinstance(value, BadValue):
             _bad(on_bad, f"{source}:{line}", value.reason, value.detail, text[pos:end])
-        elif _check_object(value, f"{source}:{line}", on_bad, text[pos:end]):
+        elif isinstance(value, dict) or _check_object(value, f"{source}:{line}", on_bad, text[pos:end]):
             batch.records.append(value)
             batch.lines.append(line)
             batch.indexes.append(index)
@@ -336,9 +339,7 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
                 yield batch
                 batch = Batch(source)
         index += 1
-        pos = end
-        while pos < len(text) and text[pos] in ws:
-            pos += 1
+        pos = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos < len(text) and text[pos] == "]":
