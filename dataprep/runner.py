@@ -1065,8 +1065,8 @@ def _read(source: Source, on_bad: Any) -> Iterator[Batch]:
 def execute(plan: Plan, echo: Callable[[str], None] = lambda _: None,
             progress: Callable[[str], Any] | None = None, workers: int | None = None) -> RunResult:
     """Run the plan; ``echo`` prints validation errors, ``progress(source_name)`` may give a bar per source read;
-    ``workers``: processes normalize runs in (0: this one; None: :func:`offload.auto_workers`). The cache, when
-    temporary, is removed afterwards."""
+    ``workers``: processes that read and normalize each source (0: this one; None: :func:`offload.auto_workers`).
+    The cache, when temporary, is removed afterwards."""
     try:
         return Execution(plan, echo, progress, workers).run()
     finally:
