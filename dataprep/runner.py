@@ -391,10 +391,10 @@ class TokensFile:
     def write(self, tokens: Any) -> None:
         import pyarrow as pa
 
-        from dataprep.tokenize.layout import IGNORE_INDEX
+        from dataprep.tokenize.layout import IGNORE_INDEX, bool_array, string_array
 
         batch = tokens.to_arrow(self.schema)
-        columns = [*batch.columns, pa.array(tokens.splits, pa.string()), pa.array(tokens.truncated, pa.bool_())]
+        columns = [*batch.columns, string_array(tokens.splits), bool_array(tokens.truncated)]
         self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.full))
         self.rows += len(tokens)
         self.facts["tokens"] += int(tokens.offsets[-1] - tokens.offsets[0])
@@ -411,11 +411,11 @@ def tokens_from_arrow(table: Any, schema: Any) -> Any:
     """A :class:`TokenizedBatch` from rows of a :class:`TokensFile` (the layout's own columns, in its order)."""
     import pyarrow as pa
 
-    from dataprep.tokenize.layout import TokenizedBatch
+    from dataprep.tokenize.layout import TokenizedBatch, to_numpy
 
     table = table.combine_chunks()
     first = next(f.name for f in schema if pa.types.is_list(f.type))
-    offsets = np.asarray(table.column(first).chunk(0).offsets, dtype=np.int64) if table.num_rows else np.zeros(1, np.int64)
+    offsets = to_numpy(table.column(first).chunk(0).offsets).astype(np.int64) if table.num_rows else np.zeros(1, np.int64)
     offsets = offsets - offsets[0]
     columns = {}
     scalars = {}
@@ -424,12 +424,12 @@ def tokens_from_arrow(table: Any, schema: Any) -> Any:
             continue
         column = table.column(f.name)
         if pa.types.is_list(f.type):
-            columns[f.name] = column.chunk(0).flatten().to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
+            columns[f.name] = to_numpy(column.chunk(0).flatten()) if table.num_rows else np.zeros(0)
         else:
             scalars[f.name] = column.to_pylist()
     return TokenizedBatch(ids=table.column("id").to_pylist(), splits=table.column("split").to_pylist(),
                           offsets=offsets, columns=columns, scalars=scalars,
-                          truncated=table.column("truncated").to_numpy(zero_copy_only=False).astype(bool))
+                          truncated=to_numpy(table.column("truncated")))
 
 
 def report_fact(report: StageReport) -> dict[str, Any]:
@@ -794,6 +794,7 @@ class Execution:
         from dataprep.emit import schema_for as emit_schema
         from dataprep.outdir import OutputDir
         from dataprep.tokenize.job import DatasetSink, dataset_manifest, finish_dataset
+        from dataprep.tokenize.layout import to_numpy
 
         plan = self.plan
         tok = plan.tokenizing
@@ -816,7 +817,7 @@ class Execution:
             for table in tables:
                 tok.encoder.seen_labels.update(pc.unique(table.column("label_text")).to_pylist())
         rows = [SourceRows(s.name, t.column("id").to_pylist(), t.column("split").to_pylist(),
-                           t.column("length").to_numpy().astype(np.int64), s.target)
+                           to_numpy(t.column("length")).astype(np.int64), s.target)
                 for s, t in zip(plan.sources, tables, strict=True)]
         mixture = mix(rows, recipe.mix.seed, recipe.mix.rows)
         report = StageReport("tokenize")

@@ -405,3 +405,17 @@ def test_the_tokenize_line_counts_the_same_from_the_entry_or_its_table(tmp_path:
     del entry["facts"]
     meta.write_text(json.dumps(entry))
     assert tokenize_line("c") == fresh + " [reused]"  # an entry without the counts: from its table
+
+
+def test_a_run_that_tokenizes_does_not_import_pandas(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    recipe = write_recipe(tmp_path / "r.yaml", {**ALPACA_RECIPE, "output": str(tmp_path / "out")})
+    code = ("import sys; from dataprep.cli import main; sys.argv = ['dataprep', 'run', sys.argv[1], '-q']\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]  # pyarrow's to_numpy and pa.array import it: 0.3 s of every run
+    assert (tmp_path / "out" / "dataprep.json").is_file()

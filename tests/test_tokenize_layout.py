@@ -9,7 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dataprep.tokenize.layout import CAUSAL_SCHEMA, TokenizedBatch, numpy_array, string_array
+from dataprep.tokenize.layout import (
+    CAUSAL_SCHEMA,
+    TokenizedBatch,
+    bool_array,
+    numpy_array,
+    string_array,
+    to_numpy,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64])
@@ -22,6 +29,24 @@ def test_numpy_array_equals_pyarrows_conversion(dtype: type) -> None:
 @pytest.mark.parametrize("strings", [[], ["a", "", "bcd"], ["é", "中文", "😀x", ""], ["3e5bef509efdb55a"] * 3])
 def test_string_array_equals_pyarrows_conversion(strings: list[str]) -> None:
     assert string_array(strings).equals(pa.array(strings, pa.string()))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 100])
+def test_bool_array_equals_pyarrows_conversion(n: int) -> None:
+    values = np.random.default_rng(n).random(n) > 0.5
+    array = bool_array(values)
+    array.validate(full=True)
+    assert array.equals(pa.array(values.tolist(), pa.bool_()))
+
+
+@pytest.mark.parametrize("values", [[3, -1, 0, 7, 9], [True, False, True, True, False, False, True, False, True], []])
+def test_to_numpy_reads_what_pyarrow_reads(values: list) -> None:
+    array = pa.array(values, pa.bool_() if values and isinstance(values[0], bool) else pa.int32())
+    for part in (array, array.slice(1), array.slice(2, 3), pa.chunked_array([array.slice(1), array], array.type)):
+        assert to_numpy(part).tolist() == part.to_pylist()
+        assert to_numpy(part).dtype == (bool if pa.types.is_boolean(array.type) else np.int32)
+    with pytest.raises(ValueError, match="nulls"):
+        to_numpy(pa.array([1, None], pa.int32()))
 
 
 def test_a_batch_becomes_arrow_without_importing_pandas() -> None:

@@ -89,6 +89,32 @@ def numpy_array(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
+def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A primitive or boolean Arrow array without nulls as numpy, read from its buffers (``to_numpy`` would import
+    pandas); a chunked array's chunks are concatenated."""
+    if isinstance(array, pa.ChunkedArray):
+        parts = [to_numpy(chunk) for chunk in array.chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=array.type.to_pandas_dtype())
+    if array.null_count:
+        raise ValueError("an Arrow array with nulls")
+    data = array.buffers()[1]
+    if pa.types.is_boolean(array.type):
+        if data is None or not len(array):
+            return np.zeros(0, dtype=bool)
+        bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little", count=array.offset + len(array))
+        return bits[array.offset:].astype(bool)
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    if data is None or not len(array):
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def bool_array(values: np.ndarray) -> pa.Array:
+    """An Arrow boolean array (bit-packed, as Arrow stores them) of a 1-d numpy array (no nulls)."""
+    bits = np.packbits(np.asarray(values, dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+
+
 def string_array(strings: Sequence[str]) -> pa.Array:
     """An Arrow string array of Python strings (no nulls)."""
     joined = "".join(strings)
