@@ -1,8 +1,8 @@
-"""Rule-based filtering of canonical records: one rule table, one polars pass per batch, then the stateful rules.
+"""Rule-based filtering of canonical records: one rule table, measured a batch at a time, then the stateful rules.
 
 Rules run in a fixed order and the first one a record fails is its reject reason, so the same record always
 gets the same reason whatever other rules are switched on. :data:`RULES` is the one place a rule is defined
-(its reason, what it measures, when it fails, its detail text); ``REASONS``, the polars measures and the
+(its reason, what it measures, when it fails, its detail text); ``REASONS``, the measures and the
 details all derive from it:
 
 1. ``empty_response``      the response is empty after stripping whitespace (always on)
@@ -36,13 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from dataprep.decontam import DEFAULT_NGRAM, EvalIndex
 from dataprep.dedup import DEFAULT_THRESHOLD, NearDedup
 from dataprep.errors import InputError, UsageProblem
 from dataprep.io import Batch
-from dataprep.records import Record
+from dataprep.records import Record, user_text
 from dataprep.stage import Rejected, canonical_part, remap, survivors
 
 STAGE = "filter"
@@ -81,6 +79,8 @@ class FilterOptions:
         if self.ngram < 1:
             raise UsageProblem(f"--ngram must be at least 1, got {self.ngram}")
         for pattern in self.drop_regex:
+            import polars as pl
+
             try:
                 pl.select(pl.lit("").str.contains(pattern))
             except pl.exceptions.ComputeError as exc:
@@ -150,32 +150,61 @@ def _banned_pattern(words: tuple[str, ...]) -> str:
     return rf"(?i)(?:^|[^\w])({alternatives})(?:$|[^\w])"
 
 
-# --- measures: the per-row quantities the row rules test, as polars expressions over the batch frame ---
+# --- measures: the per-row quantities the row rules test ---
+#
+# Lengths are plain Python over the records (a batch of lengths costs less than building a frame); the text rules
+# run polars' Rust regex engine over a frame of the joined text, imported only when one of them is on.
 
-def _user() -> pl.Expr:
-    prompt, query = pl.col("prompt"), pl.col("query")
-    return pl.when((prompt != "") & (query != "")).then(pl.concat_str([prompt, query], separator="\n")) \
-        .otherwise(pl.concat_str([prompt, query]))
-
-
-def _text() -> pl.Expr:
-    return pl.concat_str([pl.col(c) for c in ("prefix", "history", "prompt", "query", "response")], separator="\n")
+# Unicode White_Space, the set polars' strip_chars removes: str.strip() alone also strips U+001C..U+001F.
+WHITE_SPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+               "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
-def _first_regex(options: FilterOptions) -> pl.Expr:
-    """The index of the first ``drop_regex`` pattern that matches, or null."""
+def _response_chars(records: list[Record], options: FilterOptions) -> list[int]:
+    return [len((r.get("response") or "").strip(WHITE_SPACE)) for r in records]
+
+
+def _prompt_chars(records: list[Record], options: FilterOptions) -> list[int]:
+    return [len(user_text(r).strip(WHITE_SPACE)) for r in records]
+
+
+def _total_chars(records: list[Record], options: FilterOptions) -> list[int]:
+    return [sum(len(r.get(c) or "") for c in TEXT_COLUMNS) + sum(len(t) for pair in r.get("history") or []
+                                                                  for t in pair) for r in records]
+
+
+def _text_frame(records: list[Record]) -> Any:
+    """Each record's text joined with newlines in conversation order (prefix, history, prompt, query, response)."""
+    import polars as pl
+
+    texts = ["\n".join([r.get("prefix") or "", "\n".join(t for pair in r.get("history") or [] for t in pair),
+                        r.get("prompt") or "", r.get("query") or "", r.get("response") or ""]) for r in records]
+    return pl.DataFrame({"text": texts}, schema={"text": pl.String})
+
+
+def _banned(records: list[Record], options: FilterOptions) -> list[str | None]:
+    import polars as pl
+
+    pattern = _banned_pattern(options.banned_words)
+    return _text_frame(records).select(pl.col("text").str.extract(pattern, 1))["text"].to_list()
+
+
+def _first_regex(records: list[Record], options: FilterOptions) -> list[int | None]:
+    """The index of the first ``drop_regex`` pattern that matches, or None."""
+    import polars as pl
+
     expr = pl.lit(None, dtype=pl.Int64)
     for i in reversed(range(len(options.drop_regex))):
-        expr = pl.when(_text().str.contains(options.drop_regex[i])).then(pl.lit(i, dtype=pl.Int64)).otherwise(expr)
-    return expr
+        expr = pl.when(pl.col("text").str.contains(options.drop_regex[i])).then(pl.lit(i, dtype=pl.Int64)) \
+            .otherwise(expr)
+    return _text_frame(records).select(expr.alias("regex"))["regex"].to_list()
 
 
-MEASURES: dict[str, Callable[[FilterOptions], pl.Expr]] = {
-    "response_chars": lambda o: pl.col("response").str.strip_chars().str.len_chars().cast(pl.Int64),
-    "prompt_chars": lambda o: _user().str.strip_chars().str.len_chars().cast(pl.Int64),
-    "total_chars": lambda o: pl.sum_horizontal(pl.col(c).str.len_chars().cast(pl.Int64) for c in TEXT_COLUMNS)
-    + pl.col("history_chars"),
-    "banned": lambda o: _text().str.extract(_banned_pattern(o.banned_words), 1),
+MEASURES: dict[str, Callable[[list[Record], FilterOptions], list[Any]]] = {
+    "response_chars": _response_chars,
+    "prompt_chars": _prompt_chars,
+    "total_chars": _total_chars,
+    "banned": _banned,
     "regex": _first_regex,
 }
 
@@ -196,7 +225,7 @@ class Rule:
     active: Callable[[FilterOptions], bool]
     detail: Callable[[Any, FilterOptions], str]
     measure: str | None = None
-    fails: Callable[[pl.Expr, FilterOptions], pl.Expr] | None = None
+    fails: Callable[[Any, FilterOptions], bool] | None = None
 
 
 def _always(options: FilterOptions) -> bool:
@@ -223,9 +252,9 @@ RULES: tuple[Rule, ...] = (
          lambda v, o: f"record has {v} chars of text, maximum is {o.max_chars}",
          "total_chars", lambda m, o: m > o.max_chars),
     Rule("banned_word", "a --banned-words word or phrase, whole word, any case", lambda o: bool(o.banned_words),
-         _banned_detail, "banned", lambda m, o: m.is_not_null()),
+         _banned_detail, "banned", lambda m, o: m is not None),
     Rule("regex_match", "a --drop-regex pattern matches", lambda o: bool(o.drop_regex),
-         lambda v, o: f"matches --drop-regex {o.drop_regex[v]!r}", "regex", lambda m, o: m.is_not_null()),
+         lambda v, o: f"matches --drop-regex {o.drop_regex[v]!r}", "regex", lambda m, o: m is not None),
     Rule("contaminated", "shares --ngram words in a row with an evaluation row (--decontaminate)",
          lambda o: bool(o.decontaminate),
          lambda v, o: f"shares {o.ngram} words with {v.location}: \"{v.words}\""),
@@ -263,29 +292,19 @@ class FilterState:
         return {"eval": self.evals.describe()} if self.evals is not None else {}
 
 
-def _frame(records: list[Record]) -> pl.DataFrame:
-    history_text, history_chars = [], []
-    for r in records:
-        turns = [t for pair in (r.get("history") or []) for t in pair]
-        history_text.append("\n".join(turns))
-        history_chars.append(sum(len(t) for t in turns))
-    columns: dict[str, list] = {c: [r.get(c) or "" for r in records] for c in TEXT_COLUMNS}
-    columns["history"] = history_text
-    columns["history_chars"] = history_chars
-    schema = {**dict.fromkeys(TEXT_COLUMNS, pl.String), "history": pl.String, "history_chars": pl.Int64}
-    return pl.DataFrame(columns, schema=schema)
-
-
-def _measure(df: pl.DataFrame, options: FilterOptions) -> pl.DataFrame:
-    """The measures the active row rules test, and ``reason``: the first rule failed, or null when all pass."""
+def _findings(records: list[Record], options: FilterOptions) -> dict[int, tuple[str, Any]]:
+    """Row index -> (the first active row rule it fails, the measured value) for every row failing one."""
     rules = [rule for rule in ROW_RULES if rule.active(options)]
     names = list(dict.fromkeys(rule.measure for rule in rules if rule.measure))
-    measured = df.select([MEASURES[name](options).alias(name) for name in names])
-    reason: Any = pl
-    for rule in rules:
-        assert rule.measure is not None and rule.fails is not None
-        reason = reason.when(rule.fails(pl.col(rule.measure), options)).then(pl.lit(rule.reason))
-    return measured.with_columns(reason.otherwise(pl.lit(None, dtype=pl.String)).alias("reason"))
+    measured = {name: MEASURES[name](records, options) for name in names}
+    checks = [(rule.reason, measured[rule.measure], rule.fails) for rule in rules]  # type: ignore[index]
+    findings: dict[int, tuple[str, Any]] = {}
+    for i in range(len(records)):
+        for reason, values, fails in checks:
+            if fails(values[i], options):  # type: ignore[misc]
+                findings[i] = (reason, values[i])
+                break
+    return findings
 
 
 def filter_batch(
@@ -303,12 +322,7 @@ def filter_batch(
         if options.dedup or options.decontaminate:
             raise ValueError("dedup and decontaminate need a FilterState shared across batches")
         state = FilterState()
-    measured = _measure(_frame(records), options)
-    reasons = measured["reason"].to_list()
-    failing = [i for i, r in enumerate(reasons) if r is not None]
-    rows = dict(zip(failing, measured.filter(pl.col("reason").is_not_null()).to_dicts(), strict=True))
-    findings: dict[int, tuple[str, Any]] = {
-        i: (reasons[i], rows[i][RULE[reasons[i]].measure]) for i in failing}  # type: ignore[index]
+    findings = _findings(records, options)
     remaining = [i for i in range(len(records)) if i not in findings]
     _stateful(records, remaining, options, state, findings)
     kept: list[Record] = []

@@ -14,10 +14,14 @@ items' hashes, finished with the mixer; everything after the split is numpy over
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import polars as pl
 
 from dataprep.records import Record
+
+if TYPE_CHECKING:
+    import polars as pl
 
 _SEPARATE = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 WORD = rf"[{_SEPARATE}]|[^\W{_SEPARATE}]+"
@@ -40,7 +44,10 @@ def conversation_text(record: Record) -> str:
 
 
 def split_words(texts: list[str]) -> pl.Series:
-    """The normalized words of each text, as a polars list column."""
+    """The normalized words of each text, as a polars list column (polars is imported here, on first use: a run
+    without dedup or decontamination never loads it)."""
+    import polars as pl
+
     return pl.Series(texts, dtype=pl.String).str.to_lowercase().str.extract_all(WORD)
 
 

@@ -269,3 +269,38 @@ def test_threshold_needs_near_and_bad_eval_file_fails_early(tmp_path):
     assert result.exit_code == 2
     result = invoke("filter", "-", "--decontaminate", tmp_path / "none.jsonl", input=jsonl([GOOD]))
     assert result.exit_code == 2 and result.stderr == f"Error: {tmp_path / 'none.jsonl'}: no such file\n"
+
+
+def test_lengths_strip_unicode_white_space_exactly_as_polars_does():
+    """Length rules run in Python; they must count what polars' strip_chars/len_chars count (Unicode White_Space,
+    code points), including characters str.strip() alone would take (U+001C..U+001F are not White_Space)."""
+    import sys
+
+    import polars as pl
+
+    from dataprep.filter import MEASURES, WHITE_SPACE
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() or chr(c) in WHITE_SPACE]
+    texts = [f"{s}a{s}" for s in spaces] + [s * 3 for s in spaces] + ["\x1c\x1f", "é\u3000x\u200b", ""]
+    records = [make_record(prompt=t, query=t[:1], response=t, id=str(i)) for i, t in enumerate(texts)]
+    options = FilterOptions()
+    frame = pl.DataFrame({"t": texts})
+    expected = frame.select(pl.col("t").str.strip_chars().str.len_chars())["t"].to_list()
+    assert MEASURES["response_chars"](records, options) == expected
+    user = [f"{t}\n{t[:1]}" if t and t[:1] else t for t in texts]
+    expected_user = pl.DataFrame({"u": user}).select(pl.col("u").str.strip_chars().str.len_chars())["u"].to_list()
+    assert MEASURES["prompt_chars"](records, options) == expected_user
+    kept, rejected = filter_batch([make_record(prompt="p", response="\x1c", id="fs"),
+                                   make_record(prompt="p", response="\u3000\u2028 \x85", id="ws")], options)
+    assert [r["id"] for r in kept] == ["fs"]
+    assert [(r.record["id"], r.reason) for r in rejected] == [("ws", "empty_response")]
+
+
+def test_a_filter_without_text_rules_never_imports_polars():
+    import subprocess
+    import sys
+
+    code = ("import sys; from dataprep.filter import FilterOptions, filter_batch; from dataprep.records import "
+            "make_record; filter_batch([make_record(prompt='p', response='r' * 9)], FilterOptions(min_response_chars="
+            "6, max_chars=99, min_prompt_chars=1)); assert 'polars' not in sys.modules, 'polars was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
