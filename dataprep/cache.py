@@ -162,19 +162,22 @@ class RecordsFile:
         self._pending: deque[Future[Any]] = deque()
 
     def write(self, batch: Batch) -> None:
-        known = self.tracked.current if self.tracked is not None else {}
-        lines = []
         if batch.encoded is None and self.tracked is None:
             batch.encoded = [dumps(r) for r in batch.records]  # the next stages may reuse them (split, output)
         encoded = batch.encoded
         where = _json_locations(batch)
-        for i, r in enumerate(batch.records):
-            n = known.get(id(r))
-            if n is not None and n > self._last:
-                lines.append(f"={n}\n")
-                self._last = n
-            else:
-                lines.append(f"{where[i]}\t{encoded[i] if encoded is not None else dumps(r)}\n")
+        if self.tracked is None:  # rows only, so split's rows (LazyRecords) are never decoded here
+            lines = [f"{w}\t{e}\n" for w, e in zip(where, encoded, strict=True)]  # type: ignore[arg-type]
+        else:
+            known = self.tracked.current
+            lines = []
+            for i, r in enumerate(batch.records):
+                n = known.get(id(r))
+                if n is not None and n > self._last:
+                    lines.append(f"={n}\n")
+                    self._last = n
+                else:
+                    lines.append(f"{where[i]}\t{encoded[i] if encoded is not None else dumps(r)}\n")
         if len(self._pending) >= self.PENDING:
             self._pending.popleft().result()
         self._pending.append(self._pool.submit(self._stream.write, "".join(lines).encode("utf-8")))

@@ -46,6 +46,7 @@ class Batch:
     ``encoded`` holds each record's JSON line (as :func:`dumps` gives it) once something has made them (split, or
     the cache file of ``dataprep run`` that stores the batch first), so the writers after it do not encode the
     rows again; see :func:`json_lines`. Whoever replaces a batch's records makes a new batch, which has none.
+    A batch that ``split`` emits holds :class:`LazyRecords`: read its records freely, but do not append to them.
     """
 
     source: str
@@ -66,9 +67,15 @@ class Batch:
     def take(self, positions: list[int], records: list[Record] | None = None) -> Batch:
         """The rows at ``positions`` (or ``records`` standing in for them, one per position), keeping where each
         came from, so a later stage still names the input line of a row it rejects."""
-        rows = records if records is not None else [self.records[i] for i in positions]
         # new records (a stage's output) have no JSON yet; the same records keep theirs
         encoded = [self.encoded[i] for i in positions] if self.encoded is not None and records is None else None
+        rows: Sequence[Record]
+        if records is not None:
+            rows = records
+        elif isinstance(self.records, LazyRecords) and not self.records.parsed and encoded is not None:
+            rows = LazyRecords(encoded)
+        else:
+            rows = [self.records[i] for i in positions]
         if self.locs is not None:
             return Batch(self.source, rows, locs=[self.locs[i] for i in positions], split=self.split,
                          canonical=self.canonical, encoded=encoded)
@@ -77,6 +84,43 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+class LazyRecords(Sequence[Record]):
+    """Records known by their JSON lines (as :func:`dumps` wrote them), decoded only when first looked at.
+
+    Rows that only pass through to a writer of JSON lines (``split``'s output on its way to a JSONL file or the
+    run's cache) are then never decoded at all; the batch holding them carries the same lines as ``encoded``.
+    """
+
+    __slots__ = ("lines", "_rows")
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self._rows: list[Record] | None = None
+
+    @property
+    def parsed(self) -> bool:
+        return self._rows is not None
+
+    def _all(self) -> list[Record]:
+        if self._rows is None:
+            self._rows = [json.loads(line) for line in self.lines]
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self._all()) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)

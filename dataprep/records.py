@@ -86,16 +86,20 @@ def ordered(record: Record) -> Record:
     A record already in that order (nearly every one: readers and stages build them so) is returned as it is;
     whether a sequence of keys is in order is worked out once per distinct sequence, not once per row.
     """
-    keys = tuple(record)
+    if in_canonical_order(tuple(record)):
+        return record
+    return dict(sorted(record.items(), key=lambda kv: FIELD_ORDER.get(kv[0], len(FIELD_ORDER))))
+
+
+def in_canonical_order(keys: tuple[str, ...]) -> bool:
+    """Whether a record with these keys, in this order, is already in canonical order (memoised per sequence)."""
     in_order = _IN_ORDER.get(keys)
     if in_order is None:
         ranks = [FIELD_ORDER.get(k, len(FIELD_ORDER)) for k in keys]
         in_order = _IN_ORDER[keys] = ranks == sorted(ranks)
         if len(_IN_ORDER) > 4096:  # rows with free-form meta-like keys: do not grow without bound
             _IN_ORDER.clear()
-    if in_order:
-        return record
-    return dict(sorted(record.items(), key=lambda kv: FIELD_ORDER.get(kv[0], len(FIELD_ORDER))))
+    return in_order
 
 
 _IN_ORDER: dict[tuple[str, ...], bool] = {}

@@ -28,7 +28,7 @@ import json
 import marshal
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import IO, Any
@@ -36,8 +36,8 @@ from typing import IO, Any
 import numpy as np
 
 from dataprep.errors import DataprepError, UsageProblem
-from dataprep.io import Batch, dumps
-from dataprep.records import Record, ordered, user_text
+from dataprep.io import Batch, LazyRecords, dumps
+from dataprep.records import Record, in_canonical_order, ordered, user_text
 from dataprep.stage import Rejected, canonical_part, remap
 
 STAGE = "split"
@@ -295,9 +295,12 @@ class Splitter:
     """Collects records (spooling them to disk), then assigns every split at once and streams them back.
 
     Use: ``add()`` each batch, then iterate ``finish()``; afterwards ``counts`` and ``merges`` describe the result.
-    Each added batch is spooled as one ``marshal`` blob of its rows, their JSON lines and their input locations:
-    the file lives only as long as this process, reading rows back is several times cheaper than parsing their
-    JSON, and the lines (needed for the tie hash anyway) become the output's lines, so no row is encoded twice.
+    Each added batch is spooled as one ``marshal`` blob of its rows' JSON lines and input locations: the file
+    lives only as long as this process, strings read back far cheaper than records, and the lines (needed for
+    the tie hash anyway) become the output's lines, so no row is encoded twice. The rows come back as
+    :class:`LazyRecords`, decoded only if something after split looks at them (tokenize does; a JSONL writer
+    does not). A row whose keys would not be in canonical order with ``split`` last (rare: ``meta`` or extra
+    keys) is spooled as a record as well, to be reordered when its split is known.
     """
 
     options: SplitOptions
@@ -314,7 +317,7 @@ class Splitter:
         self._tie: list[np.ndarray] = []
         self._blobs: list[int] = []  # the size of each spooled batch
 
-    def add(self, records: list[Record], locations: list[str] | None = None,
+    def add(self, records: Sequence[Record], locations: list[str] | None = None,
             encoded: list[str] | None = None) -> list[Rejected]:
         """Spool the records (with where each came from, so rows emitted at the end still name their line); a
         record without a stratify field is rejected (``missing_stratify_field``). ``encoded``: the records' JSON
@@ -322,11 +325,10 @@ class Splitter:
         opts = self.options
         rejected: list[Rejected] = []
         strata: list[int] = []
-        rows: list[Record] = []
         lines: list[str] = []
         wheres: list[str] = []
         primary: list[bytes] = []
-        ties: list[bytes] = []
+        unordered: dict[int, Record] = {}
         for i, record in enumerate(records):
             given = encoded is not None and "len_bucket" not in record and "split" not in record
             try:
@@ -338,20 +340,20 @@ class Splitter:
                 rejected.append(Rejected(record, "missing_stratify_field", f"no value for field {exc.args[0]!r}",
                                          index=i))
                 continue
-            line = f'{encoded[i][:-1]},"len_bucket":{record["len_bucket"]}}}' if given else dumps(record)  # type: ignore[index]
+            if not in_canonical_order((*record, "split")):
+                unordered[len(lines)] = record
+            lines.append(f'{encoded[i][:-1]},"len_bucket":{record["len_bucket"]}}}' if given  # type: ignore[index]
+                         else dumps(record))
             wheres.append(locations[i] if locations else "")
-            rows.append(record)
-            lines.append(line)
             strata.append(self._strata.setdefault(key, len(self._strata)))
             primary.append(first)
-            ties.append(_hash64(line.encode("utf-8")))
-        if rows:
-            blob = marshal.dumps((wheres, rows, lines))
+        if lines:
+            blob = marshal.dumps((wheres, lines, unordered))
             self._spool.write(blob)
             self._blobs.append(len(blob))
             self._rows_strata.append(np.asarray(strata, dtype=np.int32))
             self._primary.append(np.frombuffer(b"".join(primary), dtype=">u8"))
-            self._tie.append(np.frombuffer(b"".join(ties), dtype=">u8"))
+            self._tie.append(np.frombuffer(b"".join(_hash64(line.encode("utf-8")) for line in lines), dtype=">u8"))
         return rejected
 
     def _codes(self) -> np.ndarray:
@@ -369,27 +371,21 @@ class Splitter:
             group_of_stratum[i] = quotas.group_of[key]
         return assign(group_of_stratum[stratum_of_row], primary, tie, quotas.val, quotas.test)
 
-    def finish(self, batch_size: int = 2048) -> Iterator[Batch]:
-        """Assign all splits, then yield the records in input order, with ``len_bucket`` and ``split`` set and
-        their keys in canonical order, as batches that remember each row's input location and carry each row's
-        JSON line."""
+    def finish(self) -> Iterator[Batch]:
+        """Assign all splits, then yield the rows in input order (a batch per spooled batch), with
+        ``len_bucket`` and ``split`` set and their keys in canonical order, as batches that remember each row's
+        input location and carry each row's JSON line."""
         codes = self._codes().tolist()
         self._spool.seek(0)
-        batch = Batch("", locs=[], canonical=True, encoded=[])
         row = 0
         for size in self._blobs:
-            wheres, records, lines = marshal.loads(self._spool.read(size))
-            for where, record, line in zip(wheres, records, lines, strict=True):
-                record, line = with_split(record, line, SPLITS[codes[row]])
-                row += 1
-                batch.records.append(record)
-                batch.encoded.append(line)  # type: ignore[union-attr]
-                batch.locs.append(where)  # type: ignore[union-attr]
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = Batch("", locs=[], canonical=True, encoded=[])
-        if batch.records:
-            yield batch
+            wheres, lines, unordered = marshal.loads(self._spool.read(size))
+            names = [SPLITS[c] for c in codes[row:row + len(lines)]]
+            row += len(lines)
+            out = [f'{line[:-1]},"split":"{name}"}}' for line, name in zip(lines, names, strict=True)]
+            for i, record in unordered.items():
+                out[i] = with_split(record, lines[i], names[i])[1]
+            yield Batch("", LazyRecords(out), locs=wheres, canonical=True, encoded=out)  # type: ignore[arg-type]
         self.close()
 
     def close(self) -> None:

@@ -121,7 +121,7 @@ def test_split_ranks_give_every_row_the_split_splitter_gives() -> None:
                            stratify_by=("len_bucket", "meta.src"))
     splitter = Splitter(options)
     splitter.add(records)
-    local = [r["split"] for b in splitter.finish(batch_size=64) for r in b.records]
+    local = [r["split"] for b in splitter.finish() for r in b.records]
 
     job = ClusterJob(sources=[SourceSpec(0, "s", "-")], tokenize=TokenizeJob([], "o", "t"), output="o", key="k",
                      inputs=[], split=options)

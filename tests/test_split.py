@@ -290,3 +290,31 @@ def test_output_to_a_named_pipe_is_written_in_place(tmp_path):
     assert result.exit_code == 0
     assert fifo.is_fifo()
     assert len(received[0].decode().splitlines()) == 10
+
+
+def test_emitted_rows_are_decoded_only_when_looked_at(tmp_path):
+    """split's rows come back as their JSON lines; a JSONL writer never decodes them, a reader of records does,
+    and both see the same rows. A row with a key that ranks after ``split`` is put in canonical order."""
+    from dataprep.io import LazyRecords, json_lines
+    from dataprep.sinks import RecordSink
+
+    records = corpus(40)
+    odd = {**make_record(prompt="p", response="r", id="odd"), "extra": 1}
+    splitter = Splitter(SplitOptions(val_size=parse_size("0.25"), seed=3))
+    splitter.add([*records[:20], odd])
+    splitter.add(records[20:])
+    batches = list(splitter.finish())
+    assert all(isinstance(b.records, LazyRecords) and not b.records.parsed for b in batches)
+    out = tmp_path / "out.jsonl"
+    sink = RecordSink(str(out))
+    for b in batches:
+        sink.write(b.take(list(range(1, len(b)))))
+    sink.close()
+    assert not any(b.records.parsed for b in batches)
+    rows = [r for b in batches for r in b.records]
+    assert [r["id"] for r in rows] == [r["id"] for r in records[:20]] + ["odd"] + [r["id"] for r in records[20:]]
+    assert list(rows[20]) == [*odd, "len_bucket", "split"][:-3] + ["len_bucket", "split", "extra"]
+    assert [json.loads(line) for b in batches for line in json_lines(b)] == rows
+    assert [dumps(r) for r in rows] == [line for b in batches for line in json_lines(b)]
+    written = read_records(str(out))
+    assert written == [r for b in batches for r in list(b.records)[1:]]
