@@ -367,13 +367,19 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
     batch = Batch(source)
     index = 0
     escapes = _SURROGATE_ESCAPE.search(text) is not None  # one search of the file instead of one per record
+    scan, skip = _STRICT.scan_once, _WHITESPACE.match
     while True:
-        pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+        pos = skip(text, pos).end()  # type: ignore[union-attr]
         if pos < len(text) and text[pos] == "]":
             pos += 1
             break
         line = line_of(pos)
-        value, end = _raw_decode(text, pos, source, line, escapes)
+        try:  # the decoder's scanner itself: raw_decode's wrapper costs more than it does on a small record
+            if escapes:
+                raise StopIteration
+            value, end = scan(text, pos)
+        except (StopIteration, ValueError, RecursionError):  # the slow path raises or rejects it exactly
+            value, end = _raw_decode(text, pos, source, line, escapes)
         if isinstance(value, BadValue):
             _bad(on_bad, f"{source}:{line}", value.reason, value.detail, text[pos:end])
         elif isinstance(value, dict) or _check_object(value, f"{source}:{line}", on_bad, text[pos:end]):

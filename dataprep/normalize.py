@@ -14,7 +14,7 @@ from typing import Any
 
 from dataprep import formats
 from dataprep.errors import UsageProblem
-from dataprep.io import Batch
+from dataprep.io import Batch, dumps
 from dataprep.records import Record, RecordError
 from dataprep.stage import Rejected, survivors
 
@@ -56,6 +56,13 @@ class NormalizeOptions:
         return formats.reader(self.source, self.columns, self.tags)
 
     @cached_property
+    def read_encoded(self) -> formats.EncodedReader | None:
+        """For canonical output from a format that can give its rows' JSON lines as it reads them, that reader."""
+        if self.to != "canonical" or self.source == "auto":
+            return None
+        return formats.encoded_reader(self.source, self.columns)
+
+    @cached_property
     def write(self) -> formats.Writer:
         return formats.writer(self.to)
 
@@ -89,6 +96,30 @@ def normalize_batch(
     return kept, rejected
 
 
+def normalize_encoded(
+    records: list[dict[str, Any]], options: NormalizeOptions
+) -> tuple[list[Record], list[str] | None, list[Rejected]]:
+    """:func:`normalize_batch`, and each kept record's JSON line where the reader gives them as it reads
+    (``options.read_encoded``); a row it gives none for is encoded here. None where the format has no such reader.
+    """
+    read = options.read_encoded
+    if read is None:
+        kept, rejected = normalize_batch(records, options)
+        return kept, None, rejected
+    kept = []
+    lines: list[str] = []
+    rejected = []
+    for i, row in enumerate(records):
+        try:
+            record, line = read(row)
+        except RecordError as exc:
+            rejected.append(Rejected(row, exc.reason, exc.detail, index=i))
+            continue
+        kept.append(record)
+        lines.append(line if line is not None else dumps(record))
+    return kept, lines, rejected
+
+
 class NormalizeStage:
     """``normalize`` as a stage; with ``source="auto"`` the format is told from the first record and announced
     through ``notify`` (the CLI prints it on stderr)."""
@@ -111,9 +142,10 @@ class NormalizeStage:
 
     def process(self, batch: Batch) -> tuple[Batch, list[Rejected]]:
         self.prepare(batch)
-        kept, rejected = normalize_batch(batch.records, self.options)
+        kept, lines, rejected = normalize_encoded(batch.records, self.options)
         out = survivors(batch, kept, rejected)
         out.canonical = self.options.to == "canonical"
+        out.encoded = lines
         return out, rejected
 
     def finish(self) -> tuple[()]:

@@ -80,6 +80,23 @@ def content_id(record: Record) -> str:
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=8).hexdigest()
 
 
+def plain_record(prefix: str, prompt: str, query: str, response: str) -> tuple[Record, str]:
+    """A record of four texts and no history, tools, roles, reasoning, meta or source id, with its content id,
+    and its JSON line (what :func:`io.dumps` gives for it).
+
+    Each text is escaped once, for both: the id hashes the same JSON that :func:`content_id` builds, and the line
+    reuses the escaped texts, which halves the encoding cost of the commonest row (plain alpaca).
+    """
+    e0, e1, e2, e3 = _escape(prefix), _escape(prompt), _escape(query), _escape(response)
+    rid = hashlib.blake2b(f'[{e0},{e1},{e2},{e3},[],"",[]]'.encode(), digest_size=8).hexdigest()
+    record: Record = {"id": rid, "prefix": prefix, "prompt": prompt, "query": query, "response": response,
+                      "history": []}
+    return record, f'{{"id":"{rid}","prefix":{e0},"prompt":{e1},"query":{e2},"response":{e3},"history":[]}}'
+
+
+_escape = json.encoder.encode_basestring  # type: ignore[attr-defined]  # what the encoders use for a str
+
+
 def ordered(record: Record) -> Record:
     """Return the record with its keys in canonical order, so serialised bytes do not depend on code paths.
 

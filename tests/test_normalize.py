@@ -564,3 +564,22 @@ def test_think_blocks_become_reasoning_and_go_back_on_export() -> None:
                                    {"from": "gpt", "value": "<think>greet</think>hello"}]}]
     (record,), _ = normalize_batch(sharegpt, NormalizeOptions("sharegpt"))
     assert record["reasoning"] == ["greet"] and record["response"] == "hello"
+
+
+def test_lines_made_while_reading_are_the_lines_of_the_records():
+    """Alpaca rows get their JSON line as they are read; rows that change after (reasoning split out of a reply,
+    split's fields carried) or are not plain get theirs from the encoder; either way line == dumps(record)."""
+    from dataprep.normalize import normalize_encoded
+
+    rows = [{"instruction": "Say \"hi\"\n", "input": "é\u2028", "output": "hi\t\\"},
+            {"instruction": "q", "output": "<think>why</think>because", "system": "s"},
+            {"instruction": "q", "output": "a", "len_bucket": 2, "split": "train"},
+            {"instruction": "q", "output": "a", "history": [["u", "v"]], "source": "web"},
+            {"instruction": "q", "output": "a", "id": 7},
+            {"instruction": 1, "output": "a"}]
+    options = NormalizeOptions(source="alpaca")
+    kept, lines, rejected = normalize_encoded(rows, options)
+    assert (kept, [r.index for r in rejected]) == (normalize_batch(rows, options)[0], [5])
+    assert lines == [dumps(r) for r in kept]
+    assert kept[1]["reasoning"] == ["why"] and kept[2]["split"] == "train" and kept[4]["id"] == "7"
+    assert normalize_encoded(rows, NormalizeOptions(source="alpaca", to="alpaca"))[1] is None

@@ -324,3 +324,16 @@ def test_looks_raw() -> None:
     assert looks_raw([{"instruction": "i", "input": "", "output": "o"}] * 3)
     assert not looks_raw([{"instruction": "i"}, make_record(prompt="p", response="r")])
     assert not looks_raw([])
+
+
+@given(st.lists(st.text(), min_size=4, max_size=4))
+def test_plain_record_is_make_record_and_its_line_is_dumps(texts):
+    """The fast path for plain rows gives the record, content id and JSON line the general code gives."""
+    from dataprep.io import dumps
+    from dataprep.records import plain_record
+
+    prefix, prompt, query, response = texts
+    record, line = plain_record(prefix, prompt, query, response)
+    assert record == make_record(prefix=prefix, prompt=prompt, query=query, response=response)
+    assert list(record) == list(make_record(prefix=prefix, prompt=prompt, query=query, response=response))
+    assert line == dumps(record)

@@ -22,6 +22,7 @@ SLOTS = ("prefix", "prompt", "query", "response", "history", "id", "messages", "
 
 Reader = Callable[[Mapping[str, Any]], Record]
 Writer = Callable[[Record], dict[str, Any]]
+EncodedReader = Callable[[Mapping[str, Any]], tuple[Record, "str | None"]]  # the record, and its line or None
 
 
 def slot_name(name: str) -> str:
@@ -56,6 +57,16 @@ def reader(fmt: str, mapping: Mapping[str, str] | None = None, tags: Mapping[str
         tags = dict(tags or {})
         return partial(sharegpt.read, columns=columns, used=used, tags=tags, roles=sharegpt.role_names(tags))
     return partial(ADAPTERS[fmt].read, columns=columns, used=used)
+
+
+def encoded_reader(fmt: str, mapping: Mapping[str, str] | None = None) -> EncodedReader | None:
+    """For a format whose adapter can give rows' JSON lines as it reads them (``encoded_reader``: alpaca), that
+    reader, made like :func:`reader`; else None."""
+    adapter = ADAPTERS.get(fmt)
+    if adapter is None or not hasattr(adapter, "encoded_reader"):
+        return None
+    columns = source_columns(fmt, mapping or {})
+    return adapter.encoded_reader(columns, frozenset(columns.values()) | frozenset(fields.PASSTHROUGH))
 
 
 def writer(fmt: str) -> Writer:

@@ -6,11 +6,19 @@ This is the hot path of the benchmark, so a row is read with a handful of dict l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dataprep.formats import fields
-from dataprep.records import Record, RecordError, make_record, split_reasoning, with_think
+from dataprep.records import (
+    THINK_OPEN,
+    Record,
+    RecordError,
+    make_record,
+    plain_record,
+    split_reasoning,
+    with_think,
+)
 
 COLUMNS = {
     "id": "id",
@@ -36,6 +44,28 @@ def read(row: Mapping[str, Any], columns: Mapping[str, str], used: frozenset[str
         id=fields.record_id(row, columns["id"]),
     )
     return fields.add_passthrough(split_reasoning(record), row)
+
+
+def encoded_reader(columns: Mapping[str, str], used: frozenset[str]) -> Callable[[Mapping[str, Any]],
+                                                                                 tuple[Record, str | None]]:
+    """:func:`read` that also gives a plain row's JSON line, made along with its id (:func:`plain_record`).
+
+    A plain row has only the four text columns, all strings (or a missing input/system), and no ``<think>``
+    in its reply: nothing else to check or carry, so the general path's field-by-field checks are skipped.
+    Any other row goes through :func:`read`, and its line is left to the encoder (None).
+    """
+    keys = (columns["prefix"], columns["prompt"], columns["query"], columns["response"])
+    plain = frozenset(keys)
+
+    def read_encoded(row: Mapping[str, Any]) -> tuple[Record, str | None]:
+        if row.keys() <= plain:
+            prefix, prompt, query, response = map(row.get, keys)
+            if (type(prompt) is str and type(response) is str and (query is None or type(query) is str)
+                    and (prefix is None or type(prefix) is str) and THINK_OPEN not in response):
+                return plain_record(prefix or "", prompt, query or "", response)
+        return read(row, columns, used), None
+
+    return read_encoded
 
 
 def write(record: Record) -> dict[str, Any]:
