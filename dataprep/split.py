@@ -329,23 +329,38 @@ class Splitter:
         wheres: list[str] = []
         primary: list[bytes] = []
         unordered: dict[int, Record] = {}
+        seed = str(opts.seed).encode("utf-8") + b"\x00"
+        by_bucket = opts.stratify_by == ("len_bucket",)
+        index = self._strata
         for i, record in enumerate(records):
-            given = encoded is not None and "len_bucket" not in record and "split" not in record
-            try:
-                record, key, first = split_row(record, opts)
-            except MissingField as exc:
-                record = dict(record)
-                record.pop("split", None)
-                record["len_bucket"] = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
-                rejected.append(Rejected(record, "missing_stratify_field", f"no value for field {exc.args[0]!r}",
-                                         index=i))
-                continue
-            if not in_canonical_order((*record, "split")):
-                unordered[len(lines)] = record
-            lines.append(f'{encoded[i][:-1]},"len_bucket":{record["len_bucket"]}}}' if given  # type: ignore[index]
-                         else dumps(record))
+            if encoded is not None and by_bucket and "len_bucket" not in record and "split" not in record:
+                # the usual row: its line is given and its stratum is its bucket, so nothing is copied or encoded
+                bucket = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
+                key: tuple[Any, ...] = (bucket,)
+                first = hashlib.blake2b(seed + str(record.get("id", "")).encode("utf-8"), digest_size=8).digest()
+                line = f'{encoded[i][:-1]},"len_bucket":{bucket}}}'
+                if not in_canonical_order((*record, "len_bucket", "split")):
+                    unordered[len(lines)] = {**record, "len_bucket": bucket}
+            else:
+                try:
+                    record, key, first = split_row(record, opts)
+                except MissingField as exc:
+                    record = dict(record)
+                    record.pop("split", None)
+                    record["len_bucket"] = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
+                    rejected.append(Rejected(record, "missing_stratify_field",
+                                             f"no value for field {exc.args[0]!r}", index=i))
+                    continue
+                given = encoded is not None and "len_bucket" not in records[i] and "split" not in records[i]
+                line = f'{encoded[i][:-1]},"len_bucket":{record["len_bucket"]}}}' if given else dumps(record)  # type: ignore[index]
+                if not in_canonical_order((*record, "split")):
+                    unordered[len(lines)] = record
+            lines.append(line)
             wheres.append(locations[i] if locations else "")
-            strata.append(self._strata.setdefault(key, len(self._strata)))
+            stratum = index.get(key)
+            if stratum is None:
+                stratum = index[key] = len(index)
+            strata.append(stratum)
             primary.append(first)
         if lines:
             blob = marshal.dumps((wheres, lines, unordered))
@@ -353,7 +368,8 @@ class Splitter:
             self._blobs.append(len(blob))
             self._rows_strata.append(np.asarray(strata, dtype=np.int32))
             self._primary.append(np.frombuffer(b"".join(primary), dtype=">u8"))
-            self._tie.append(np.frombuffer(b"".join(_hash64(line.encode("utf-8")) for line in lines), dtype=">u8"))
+            ties = b"".join([hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest() for line in lines])
+            self._tie.append(np.frombuffer(ties, dtype=">u8"))
         return rejected
 
     def _codes(self) -> np.ndarray:

@@ -119,9 +119,10 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: domain errors become one line on stderr; a broken pipe (``| head``) exits quietly."""
-    from dataprep.memory import limit_malloc_arenas
+    from dataprep.memory import limit_malloc_arenas, single_blas_thread
 
     limit_malloc_arenas()
+    single_blas_thread()
     signal.signal(signal.SIGTERM, _terminate)
     name_stdout_errors()
     try:
