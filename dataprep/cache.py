@@ -19,7 +19,9 @@ Rows are stored as the JSON the pipe would carry, compressed with zstd (pyarrow'
 records shrinks about 3.5x). Reading them back gives records equal to the ones written, so a later stage computes
 the same bytes from a cached input as from a fresh one. A stage that passes rows on unchanged (filter) does not
 store them again: a kept row is the line ``=N``, row N of the entry it read from (``meta.json`` names it), which
-makes its entry nearly free to write; reading it reads that entry alongside.
+makes its entry nearly free to write; reading it reads that entry alongside. Split, which adds two fields to each
+row it keeps, stores a row taken from such an entry as just those two fields (``+BUCKET TAB SPLIT``, its meta's
+``sources_from`` naming the entry per source), so a run writes and compresses the rows' text once.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import deque
@@ -65,17 +68,26 @@ class Cache:
         return self.root / stage / digest
 
     def has(self, stage: str, digest: str) -> bool:
-        """An entry is there, and so is the entry its rows refer to, if any."""
+        """An entry is there, and so are the entries its rows refer to, if any."""
         if not (self.path(stage, digest) / META).is_file():
             return False
-        upstream = self.meta(stage, digest).get("rows_from")
-        return upstream is None or self.has(*upstream)
+        meta = self.meta(stage, digest)
+        upstream = [meta["rows_from"]] if meta.get("rows_from") else []
+        upstream += [u for u in (meta.get("sources_from") or {}).values() if u]
+        return all(self.has(*u) for u in upstream)
 
     def read_rows(self, stage: str, digest: str, name: str = ROWS, split: str | None = None) -> Iterator[Batch]:
         """The rows an entry holds, as batches that know where each row came from."""
         upstream = self.meta(stage, digest).get("rows_from")
         rows = self.read_rows(*upstream) if upstream else None
         return read_records(self.path(stage, digest) / name, split=split, upstream=rows)
+
+    def read_split(self, digest: str, index: int) -> Iterator[Batch]:
+        """Split's rows of source ``index``; rows stored as derived (``+B TAB S``) are rebuilt from the rows of the
+        entry that split read them from."""
+        upstream = (self.meta("split", digest).get("sources_from") or {}).get(str(index))
+        rows = self.read_rows(*upstream) if upstream else None
+        return read_records(self.path("split", digest) / split_rows(index), upstream=rows, lockstep=rows is not None)
 
     def meta(self, stage: str, digest: str) -> dict[str, Any]:
         return json.loads((self.path(stage, digest) / META).read_text(encoding="utf-8"))
@@ -140,9 +152,24 @@ class Tracked:
         return self.stage.facts()
 
 
+def split_rows(index: int) -> str:
+    """The name of split's rows file for source ``index``."""
+    return f"rows-{index}.jsonl.zst"
+
+
+# split's own two keys at the end of a row's line: what a derived row stores
+_SPLIT_TAIL = re.compile(r',"len_bucket":(-?\d+),"split":"(train|validation|test)"\}$')
+
+
 class RecordsFile:
     """A Sink writing batches of records, with where each came from, as a cached rows file; with ``tracked``, a
     row that is an unchanged input row is written as ``=N`` (in increasing N, so reading is one pass).
+
+    ``derived`` is for split's rows of a source whose rows split took one for one, in order, from an entry (it
+    rejected none): row i then is that entry's row i with split's two fields set, and is stored as just those,
+    ``+BUCKET TAB SPLIT``, which :func:`read_records` turns back into the row as split made it
+    (:func:`dataprep.split.derive`). A row whose line does not end in those two keys (keys that rank after
+    ``split``) is stored whole, and still stands for its input row.
 
     Compression runs in a worker thread (zstd releases the GIL), so it overlaps the stages' Python work; at most
     :data:`PENDING` batches wait for it, which keeps memory bounded.
@@ -150,12 +177,13 @@ class RecordsFile:
 
     PENDING = 4
 
-    def __init__(self, path: Path, tracked: Tracked | None = None) -> None:
+    def __init__(self, path: Path, tracked: Tracked | None = None, derived: bool = False) -> None:
         import pyarrow as pa
 
         self.path = path
         self.rows = 0
         self.tracked = tracked
+        self.derived = derived
         self._last = -1
         self._stream = pa.CompressedOutputStream(str(path), CODEC)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataprep-cache")
@@ -166,7 +194,12 @@ class RecordsFile:
             batch.encoded = [dumps(r) for r in batch.records]  # the next stages may reuse them (split, output)
         encoded = batch.encoded
         where = _json_locations(batch)
-        if self.tracked is None:  # rows only, so split's rows (LazyRecords) are never decoded here
+        if self.derived:  # rows only, so split's rows (LazyRecords) are never decoded here
+            lines = []
+            for w, e in zip(where, encoded, strict=True):  # type: ignore[arg-type]
+                tail = _SPLIT_TAIL.search(e, max(0, len(e) - 64))
+                lines.append(f"+{tail[1]}\t{tail[2]}\n" if tail else f"{w}\t{e}\n")
+        elif self.tracked is None:
             lines = [f"{w}\t{e}\n" for w, e in zip(where, encoded, strict=True)]  # type: ignore[arg-type]
         else:
             known = self.tracked.current
@@ -203,24 +236,35 @@ def _json_locations(batch: Batch) -> list[str]:
 
 
 def read_records(path: Path, batch_size: int = 2048, split: str | None = None,
-                 upstream: Iterator[Batch] | None = None) -> Iterator[Batch]:
+                 upstream: Iterator[Batch] | None = None, lockstep: bool = False) -> Iterator[Batch]:
     """The batches a :class:`RecordsFile` holds, each row with its original location; ``=N`` lines are taken
-    from ``upstream``, the rows of the entry they refer to."""
+    from ``upstream``, the rows of the entry they refer to. ``lockstep`` (a ``derived`` file): line i stands for
+    upstream row i, and a ``+`` line is rebuilt from it."""
     import io
 
     import pyarrow as pa
+
+    from dataprep.split import derive
 
     ahead = _rows(upstream) if upstream is not None else None
     position = -1
     with pa.CompressedInputStream(pa.OSFile(str(path)), CODEC) as raw:
         batch = Batch("", locs=[], split=split)
         for line in io.TextIOWrapper(raw, encoding="utf-8", newline="\n"):  # type: ignore[arg-type]
+            if lockstep:
+                if ahead is None:
+                    raise ValueError(f"{path}: its rows stand for the rows of an entry, and none was given")
+                where, record = next(ahead)
             if line.startswith("="):
                 wanted = int(line[1:])
                 while position < wanted:
                     where, record = next(ahead)  # type: ignore[arg-type]
                     position += 1
                 batch.records.append(record)
+                batch.locs.append(where)  # type: ignore[union-attr]
+            elif line.startswith("+"):
+                bucket, _, name = line[1:].rstrip("\n").partition("\t")
+                batch.records.append(derive(record, int(bucket), name))
                 batch.locs.append(where)  # type: ignore[union-attr]
             else:
                 where, _, text = line.partition("\t")

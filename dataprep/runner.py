@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from dataprep import cache as cachelib
-from dataprep.cache import Cache, Entry, RecordsFile, Tracked, read_records
+from dataprep.cache import Cache, Entry, RecordsFile, Tracked
 from dataprep.errors import DataprepError
 from dataprep.io import Batch, read_batches
 from dataprep.mix import SourceMix, SourceRows, mix
@@ -608,7 +608,7 @@ class Execution:
             counter = PerSource(SplitStage(recipe.split.options()))
             entry = plan.cache.new("split", plan.split_key)  # type: ignore[arg-type]
             report = StageReport("split", str(entry.file(cachelib.REJECTS)))
-            partition = Partition(counter.emitted, len(plan.sources), lambda i: self.split_tail(entry, i))
+            partition = Partition(counter.emitted, len(plan.sources), lambda i: self.split_tail(entry, i, counter))
             split_runner = Runner(counter, partition, report)
             split_sink = Committed(split_runner, entry, on_close=counter.stage.close)  # type: ignore[attr-defined]
         elif recipe.split is not None:
@@ -751,10 +751,19 @@ class Execution:
             return _Forward(self.output) if self.output is not None else None
         return self.tokenize_sink(source)
 
-    def split_tail(self, entry: Entry, index: int) -> Sink:
-        """Split's rows of source ``index``: into the split entry's file for that source, and on to tokenize."""
+    def split_tail(self, entry: Entry, index: int, counter: PerSource) -> Sink:
+        """Split's rows of source ``index``: into the split entry's file for that source, and on to tokenize.
+
+        Where split took every row of the source from the kept entry of the stage before it (it rejected none),
+        the file stores each row as derived from that entry's row (:class:`RecordsFile` ``derived``)."""
         source = self.plan.sources[index]
-        store = RecordsFile(entry.file(f"rows-{index}.jsonl.zst")) if self.keep_rows("split") else None
+        store = None
+        if self.keep_rows("split"):
+            before = self.plan.stages[-1] if self.plan.stages else None
+            derived = before is not None and self.keep_rows(before) and counter.rejected[index] == 0
+            if derived:
+                entry.meta.setdefault("sources_from", {})[str(index)] = [before, source.keys[before]]
+            store = RecordsFile(entry.file(cachelib.split_rows(index)), derived=derived)
         if self.plan.tokenizing is None:
             return Tee(store, _Forward(self.output) if self.output is not None else None)
         return Tee(store, self.tokenize_sink(source) if self.tail_needed(source) else None)
@@ -784,8 +793,7 @@ class Execution:
             return
         for source in plan.sources:
             if self.tail_needed(source):
-                path = plan.cache.path("split", plan.split_key) / f"rows-{source.index}.jsonl.zst"  # type: ignore[arg-type]
-                pump(read_records(path), self.tokenize_sink(source))
+                pump(plan.cache.read_split(plan.split_key, source.index), self.tokenize_sink(source))  # type: ignore[arg-type]
 
     # -- output
     def write_dataset(self) -> RunResult:
@@ -887,8 +895,7 @@ class Execution:
 
         def rows_of(source: Source) -> Iterator[Batch]:
             if stage == "split":
-                path = plan.cache.path("split", plan.split_key) / f"rows-{source.index}.jsonl.zst"  # type: ignore[arg-type]
-                return read_records(path)
+                return plan.cache.read_split(plan.split_key, source.index)  # type: ignore[arg-type]
             return plan.cache.read_rows(stage, source.keys[stage])
 
         if self.output is not None:  # streamed during the run

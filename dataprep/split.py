@@ -290,6 +290,17 @@ def with_split(record: Record, line: str, split: str) -> tuple[Record, str]:
     return out, dumps(out)
 
 
+def derive(record: Record, bucket: int, split: str) -> Record:
+    """The row split writes for input row ``record`` given its bucket and split: :func:`split_row`'s copy (split
+    dropped, ``len_bucket`` set) with :func:`with_split`'s ``split`` and key order. How the run's cache rebuilds
+    split's rows from the entry split read them from (:class:`dataprep.cache.RecordsFile` ``derived``)."""
+    out = dict(record)
+    out.pop("split", None)
+    out["len_bucket"] = bucket
+    out["split"] = split
+    return ordered(out)
+
+
 @dataclass
 class Splitter:
     """Collects records (spooling them to disk), then assigns every split at once and streams them back.

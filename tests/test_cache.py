@@ -43,3 +43,31 @@ def test_a_throw_away_cache_leaves_nothing() -> None:
     assert root.is_dir() and not cache.persistent
     cache.close()
     assert not root.exists()
+
+
+def test_split_rows_derived_from_the_entry_they_came_from(tmp_path: Path) -> None:
+    """A derived rows file stores split's two fields per row and rebuilds each row from the upstream row it
+    stands for, as split makes it; a row whose line does not end in those fields is stored whole."""
+    from dataprep.io import dumps
+    from dataprep.split import derive
+
+    upstream = [{"id": "a", "prompt": "p", "meta": {"k": 1}}, {"id": "b", "prompt": "q", "split": "old"},
+                {"id": "c", "prompt": "r", "zz": 1}]
+    emitted = [derive(upstream[0], 0, "train"), derive(upstream[1], 3, "validation"), derive(upstream[2], 1, "test")]
+    assert list(emitted[1]) == ["id", "prompt", "len_bucket", "split"] and list(emitted[2])[-1] == "zz"
+    stored = RecordsFile(tmp_path / "up.jsonl.zst")
+    stored.write(Batch("in.jsonl", upstream, [1, 2, 3], [0, 1, 2]))
+    stored.close(ok=True)
+    out = RecordsFile(tmp_path / "rows.jsonl.zst", derived=True)
+    out.write(Batch("", emitted, locs=["in.jsonl:1", "in.jsonl:2", "in.jsonl:3"],
+                    encoded=[dumps(r) for r in emitted]))
+    out.close(ok=True)
+    import pyarrow as pa
+
+    with pa.CompressedInputStream(pa.OSFile(str(tmp_path / "rows.jsonl.zst")), "zstd") as raw:
+        text = raw.read().decode()
+    assert text.splitlines()[:2] == ["+0\ttrain", "+3\tvalidation"] and text.splitlines()[2].startswith('"in.jsonl:3"')
+    (batch,) = read_records(tmp_path / "rows.jsonl.zst", upstream=read_records(tmp_path / "up.jsonl.zst"),
+                            lockstep=True)
+    assert batch.records == emitted and [list(r) for r in batch.records] == [list(r) for r in emitted]
+    assert batch.locs == ["in.jsonl:1", "in.jsonl:2", "in.jsonl:3"]

@@ -113,7 +113,7 @@ def test_qwen3_recipe_writes_only_exact_rows(shared_data: Path, tmp_path: Path,
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    from dataprep.cache import read_records
+    from dataprep.cache import Cache
     from dataprep.records import parse_tools, to_messages
 
     monkeypatch.chdir(REPO)
@@ -123,8 +123,9 @@ def test_qwen3_recipe_writes_only_exact_rows(shared_data: Path, tmp_path: Path,
     assert rows_in == rows_out + rejected == 1329 and rejected <= 1
     assert rejected == 0 or "(no_supervised_tokens: 1)" in tokenize  # a reply that is empty, not the template
     records = {}
+    cache = Cache(tmp_path / "cache")
     for part in sorted((tmp_path / "cache" / "split").glob("*/rows-*.jsonl.zst")):
-        for batch in read_records(part):
+        for batch in cache.read_split(part.parent.name, int(part.name.split("-")[1].split(".")[0])):
             records.update((r["id"], r) for r in batch.records)
     tok = AutoTokenizer.from_pretrained(str(shared_data / "tokenizers" / "qwen3"))
     dataset = load_from_disk(str(tmp_path / "data"))

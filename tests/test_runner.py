@@ -419,3 +419,35 @@ def test_a_run_that_tokenizes_does_not_import_pandas(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False"]  # pyarrow's to_numpy and pa.array import it: 0.3 s of every run
     assert (tmp_path / "out" / "dataprep.json").is_file()
+
+
+def test_split_rows_kept_as_derived_rows_give_the_same_output(tmp_path: Path) -> None:
+    """Split's cache stores the rows of a source it rejected none of as derived from the entry before it, and the
+    rows of a source it rejected some of whole; either way a run from the cache writes the same bytes."""
+    rows = json.loads(ALPACA.read_text())
+    tagged = tmp_path / "tagged.json"
+    tagged.write_text(json.dumps([{**r, "src": "t"} for r in rows]))
+    partly = tmp_path / "partly.json"
+    partly.write_text(json.dumps([{**r, "src": "p"} if i % 3 else r for i, r in enumerate(rows)]))
+    recipe = write_recipe(tmp_path / "r.yaml", {
+        "inputs": [{"path": str(tagged)}, {"path": str(partly)}], "normalize": None,
+        "filter": {"min_response_chars": 40}, "split": {"val_size": 0.25, "seed": 3, "stratify_by": ["meta.src"]},
+        "output": str(tmp_path / "out.jsonl")})
+    code, err = run(recipe, "--no-cache")
+    assert code == 0, err
+    expected = (tmp_path / "out.jsonl").read_bytes()
+    assert "missing_stratify_field" in err
+    for _ in range(2):  # computed into the cache, then read back from it
+        code, err = run(recipe, "--cache-dir", tmp_path / "c")
+        assert code == 0, err
+        assert (tmp_path / "out.jsonl").read_bytes() == expected
+    assert "[reused]" in next(line for line in err.splitlines() if line.startswith("split:")), err
+    (entry,) = (tmp_path / "c" / "split").iterdir()
+    meta = json.loads((entry / "meta.json").read_text())
+    assert list(meta["sources_from"]) == ["0"]
+    from dataprep.cache import Cache
+
+    cache = Cache(tmp_path / "c")
+    derived = [r for b in cache.read_split(entry.name, 0) for r in b.records]
+    whole = [r for b in cache.read_split(entry.name, 1) for r in b.records]
+    assert [json.loads(line) for line in expected.decode().splitlines()] == derived + whole
