@@ -133,6 +133,29 @@ def display_name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
+def first_row(path: str, fmt: str | None = None, limit: int = 1 << 20) -> dict[str, Any] | None:
+    """The first record of a JSON or JSONL file, from its first ``limit`` bytes: a look at the rows' format
+    without reading the file. None where those bytes do not hold a whole first record, or for other formats."""
+    with open(path, "rb") as f:
+        head = f.read(limit)
+    kind = fmt or detect_format(path, head)
+    text = head.removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="ignore")
+    decoder = json.JSONDecoder()
+    pos = _WHITESPACE.match(text).end()  # type: ignore[union-attr]
+    try:
+        if kind == "jsonl":
+            value = decoder.raw_decode(text, pos)[0]
+        elif kind == "json" and text[pos:pos + 1] == "[":
+            value = decoder.raw_decode(text, _WHITESPACE.match(text, pos + 1).end())[0]  # type: ignore[union-attr]
+        elif kind == "json":
+            value = decoder.raw_decode(text, pos)[0]
+        else:
+            return None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def detect_format(path: str, head: bytes = b"") -> str:
     """Pick the reader from the file name, or, for stdin and unknown names, from the first byte."""
     p = Path(path)

@@ -18,9 +18,9 @@ The flow, for sources ``0..n``::
   output is gathered from the tokenized rows (Arrow, no re-tokenizing), so a new weight redoes only the gathering.
 * Every stage's output is cached under a key of everything that shapes it (:mod:`dataprep.cache`); a run reuses
   what it can and says so. ``--dry-run`` prints the plan without running it.
-* With a worker (``--workers 1``, the default for big inputs on two or more CPUs), a source is read and normalized
-  in a forked process (:mod:`dataprep.offload`) while this one filters, splits and writes: the same rows, counts
-  and rejects, on two cores. Rows are encoded to JSON once: the first writer that needs a line (a cache file,
+* With a worker (``--workers 1``; by default where it pays, :func:`dataprep.offload.worth_a_worker`), a source is
+  read and normalized in a forked process (:mod:`dataprep.offload`) while this one filters, splits and writes: the
+  same rows, counts and rejects, on two cores. Rows are encoded to JSON once: the first writer that needs a line (a cache file,
   split) leaves it on the batch (``Batch.encoded``) for the ones after it.
 
 For a cluster (issue 12) the same pieces apply: the stage objects, :func:`plan`'s keys, and
@@ -493,12 +493,11 @@ class Execution:
 
     def __init__(self, plan: Plan, echo: Callable[[str], None], progress: Callable[[str], Any] | None = None,
                  workers: int | None = None) -> None:
-        from dataprep.offload import auto_workers
 
         self.plan = plan
         self.echo = echo
         self.progress = progress
-        self.workers = workers if workers is not None else auto_workers(_input_bytes(plan))
+        self.workers = workers  # None: a worker for the sources where it pays (offload.worth_a_worker)
         self.lines: dict[str, StageLine] = {}
         self.tokenize_reports: dict[int, dict[str, Any]] = {}
         self.started = time.perf_counter()
@@ -641,7 +640,9 @@ class Execution:
         tail = feed if feed is not None else self.rows_tail(source)
         bar = self.progress(source.name) if self.progress is not None else None
         stages = plan.stages[last_reused + 1:]
-        offload = bool(self.workers) and stages[:1] == ["normalize"] and os.path.isfile(source.path)
+        tokenizes = plan.tokenizing is not None and self.tail_needed(source)
+        offload = stages[:1] == ["normalize"] and os.path.isfile(source.path) and (
+            bool(self.workers) if self.workers is not None else _worth_a_worker(source, tokenizes))
         head, first_report, normalize = self.chain(source, stages, tail, bar, offload)
         if last_reused >= 0:
             stage = plan.stages[last_reused]
@@ -1073,7 +1074,7 @@ def _read(source: Source, on_bad: Any) -> Iterator[Batch]:
 def execute(plan: Plan, echo: Callable[[str], None] = lambda _: None,
             progress: Callable[[str], Any] | None = None, workers: int | None = None) -> RunResult:
     """Run the plan; ``echo`` prints validation errors, ``progress(source_name)`` may give a bar per source read;
-    ``workers``: processes that read and normalize each source (0: this one; None: :func:`offload.auto_workers`).
+    ``workers``: processes that read and normalize each source (0: this one; None: :func:`offload.worth_a_worker`).
     The cache, when temporary, is removed afterwards."""
     try:
         return Execution(plan, echo, progress, workers).run()
@@ -1081,6 +1082,7 @@ def execute(plan: Plan, echo: Callable[[str], None] = lambda _: None,
         plan.cache.close()
 
 
-def _input_bytes(plan: Plan) -> int:
-    """The size of the inputs that are files (folders and stdin count nothing)."""
-    return sum(os.path.getsize(s.path) for s in plan.sources if os.path.isfile(s.path))
+def _worth_a_worker(source: Source, tokenizes: bool) -> bool:
+    from dataprep.offload import worth_a_worker
+
+    return worth_a_worker(source.path, source.input_format, source.normalize, tokenizes)

@@ -597,3 +597,19 @@ def test_a_failed_rename_removes_the_temp(tmp_path: Path) -> None:
         f.commit()
     assert info.value.filename == str(target)
     assert os.listdir(tmp_path) == ["out.jsonl"]
+
+
+def test_first_row_looks_at_the_head_of_a_file_only(tmp_path):
+    from dataprep.io import first_row
+
+    row = {"instruction": "q", "output": "é"}
+    (tmp_path / "a.jsonl").write_bytes(b"\xef\xbb\xbf\n" + json.dumps(row).encode() + b"\n{broken")
+    (tmp_path / "a.json").write_text(" [\n " + json.dumps(row) + ", 3")
+    (tmp_path / "one.json").write_text(json.dumps(row))
+    (tmp_path / "long.jsonl").write_text(json.dumps({"x": "y" * 100}) + "\n")
+    (tmp_path / "a.csv").write_text("instruction,output\nq,a\n")
+    (tmp_path / "list.json").write_text("[[1, 2]]")
+    assert first_row(str(tmp_path / "a.jsonl")) == first_row(str(tmp_path / "a.json")) == row
+    assert first_row(str(tmp_path / "one.json")) == row
+    assert first_row(str(tmp_path / "long.jsonl"), limit=50) is None  # the first row is cut: no guess
+    assert first_row(str(tmp_path / "a.csv")) is None and first_row(str(tmp_path / "list.json")) is None

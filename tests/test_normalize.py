@@ -576,10 +576,12 @@ def test_lines_made_while_reading_are_the_lines_of_the_records():
             {"instruction": "q", "output": "a", "len_bucket": 2, "split": "train"},
             {"instruction": "q", "output": "a", "history": [["u", "v"]], "source": "web"},
             {"instruction": "q", "output": "a", "id": 7},
+            {"score": 1.5, "instruction": "q", "output": "a", "tags": ["x", {"y": None}]},
             {"instruction": 1, "output": "a"}]
     options = NormalizeOptions(source="alpaca")
     kept, lines, rejected = normalize_encoded(rows, options)
-    assert (kept, [r.index for r in rejected]) == (normalize_batch(rows, options)[0], [5])
+    assert (kept, [r.index for r in rejected]) == (normalize_batch(rows, options)[0], [6])
     assert lines == [dumps(r) for r in kept]
     assert kept[1]["reasoning"] == ["why"] and kept[2]["split"] == "train" and kept[4]["id"] == "7"
+    assert kept[5]["meta"] == {"score": 1.5, "tags": ["x", {"y": None}]}
     assert normalize_encoded(rows, NormalizeOptions(source="alpaca", to="alpaca"))[1] is None

@@ -86,9 +86,27 @@ def test_a_reader_closed_early_leaves_no_process_behind(tmp_path: Path) -> None:
     assert multiprocessing.active_children() == []
 
 
-def test_one_worker_only_for_big_inputs_on_a_second_cpu() -> None:
-    assert offload.auto_workers(offload.MIN_BYTES - 1) == 0
-    assert offload.auto_workers(offload.MIN_BYTES) == (1 if len(os.sched_getaffinity(0)) >= 2 else 0)
+def test_a_worker_by_default_only_where_it_pays(tmp_path: Path) -> None:
+    """Big files on a second CPU whose rows are not alpaca (told from the first row, or as declared)."""
+    two_cpus = len(os.sched_getaffinity(0)) >= 2
+    chat = {"conversations": [{"from": "human", "value": "q" * 500}, {"from": "gpt", "value": "a" * 500}]}
+    alpaca = {"instruction": "q" * 500, "output": "a" * 500}
+    n = offload.MIN_BYTES // 1000 + 1
+    files = {"chat.jsonl": "".join(json.dumps(chat) + "\n" for _ in range(n)),
+             "alpaca.json": json.dumps([alpaca] * n), "small.jsonl": json.dumps(chat) + "\n",
+             "odd.jsonl": json.dumps({"x": 1}) + "\n" + json.dumps(chat) * n}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    auto = NormalizeOptions()
+
+    def worth(name: str, options: NormalizeOptions = auto) -> bool:
+        return offload.worth_a_worker(str(tmp_path / name), None, options)
+
+    assert worth("chat.jsonl") == two_cpus
+    assert worth("chat.jsonl", NormalizeOptions(source="sharegpt")) == two_cpus
+    assert not worth("alpaca.json") and not worth("chat.jsonl", NormalizeOptions(source="alpaca"))
+    assert offload.worth_a_worker(str(tmp_path / "alpaca.json"), None, auto, tokenizes=True) == two_cpus
+    assert not worth("small.jsonl") and not worth("odd.jsonl")  # too small; a first row of no known format
 
 
 class _Crashes:

@@ -326,14 +326,19 @@ def test_looks_raw() -> None:
     assert not looks_raw([])
 
 
-@given(st.lists(st.text(), min_size=4, max_size=4))
-def test_plain_record_is_make_record_and_its_line_is_dumps(texts):
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                           | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+                           max_leaves=8)
+
+
+@given(st.lists(st.text(), min_size=4, max_size=4), st.dictionaries(st.text(), JSON_VALUES, max_size=3))
+def test_plain_record_is_make_record_and_its_line_is_dumps(texts, meta):
     """The fast path for plain rows gives the record, content id and JSON line the general code gives."""
     from dataprep.io import dumps
     from dataprep.records import plain_record
 
     prefix, prompt, query, response = texts
-    record, line = plain_record(prefix, prompt, query, response)
-    assert record == make_record(prefix=prefix, prompt=prompt, query=query, response=response)
-    assert list(record) == list(make_record(prefix=prefix, prompt=prompt, query=query, response=response))
+    record, line = plain_record(prefix, prompt, query, response, meta)
+    general = make_record(prefix=prefix, prompt=prompt, query=query, response=response, meta=meta)
+    assert record == general and list(record) == list(general)
     assert line == dumps(record)

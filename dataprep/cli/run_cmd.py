@@ -29,8 +29,8 @@ CACHE_DIR = ".dataprep-cache"
               help="With --engine ray: MiB of JSONL per shard (sets the part files; never the cluster's size).")
 @click.option("--workers", type=click.IntRange(min=0, max=1), default=None, metavar="0|1",
               help="1: read and normalize each source in a second process (another core); 0: all in this one. "
-                   "Default: 1 for inputs of 8 MiB or more when this process may use a second CPU. The output is "
-                   "the same.")
+                   "Default: 1 where it pays for handing the rows over: a file of 8 MiB or more, a second CPU, "
+                   "and a run that tokenizes or rows that are not alpaca. The output is the same.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors on stderr.")
 def command(recipe: str, overrides: tuple[str, ...], dry_run: bool, cache_dir: str | None, no_cache: bool,
             force: bool, engine: str, ray_address: str | None, save_to_disk: str | None, shard_mb: int,

@@ -50,19 +50,25 @@ def encoded_reader(columns: Mapping[str, str], used: frozenset[str]) -> Callable
                                                                                  tuple[Record, str | None]]:
     """:func:`read` that also gives a plain row's JSON line, made along with its id (:func:`plain_record`).
 
-    A plain row has only the four text columns, all strings (or a missing input/system), and no ``<think>``
-    in its reply: nothing else to check or carry, so the general path's field-by-field checks are skipped.
-    Any other row goes through :func:`read`, and its line is left to the encoder (None).
+    A plain row has the four text columns, all strings (or a missing input/system), no other column alpaca
+    reads (history, tools, id, split's fields; the rest is meta), and no ``<think>`` in its reply: nothing else
+    to check or carry, so the general path's field-by-field checks are skipped. Any other row goes through
+    :func:`read`, and its line is left to the encoder (None).
     """
     keys = (columns["prefix"], columns["prompt"], columns["query"], columns["response"])
     plain = frozenset(keys)
 
     def read_encoded(row: Mapping[str, Any]) -> tuple[Record, str | None]:
-        if row.keys() <= plain:
+        rest = row.keys() - plain
+        if not rest or rest.isdisjoint(used):
             prefix, prompt, query, response = map(row.get, keys)
             if (type(prompt) is str and type(response) is str and (query is None or type(query) is str)
                     and (prefix is None or type(prefix) is str) and THINK_OPEN not in response):
-                return plain_record(prefix or "", prompt, query or "", response)
+                meta = {k: v for k, v in row.items() if k in rest} if rest else None
+                try:
+                    return plain_record(prefix or "", prompt, query or "", response, meta)
+                except (TypeError, ValueError):  # a meta value JSON cannot hold: the encoder says which
+                    return read(row, columns, used), None
         return read(row, columns, used), None
 
     return read_encoded
