@@ -348,7 +348,7 @@ class Splitter:
                 # the usual row: its line is given and its stratum is its bucket, so nothing is copied or encoded
                 bucket = len_bucket(record, opts.bucket_by, opts.bucket_width, opts.max_bucket)
                 key: tuple[Any, ...] = (bucket,)
-                first = hashlib.blake2b(seed + str(record.get("id", "")).encode("utf-8"), digest_size=8).digest()
+                first = _hash64(seed + str(record.get("id", "")).encode("utf-8"))
                 line = f'{encoded[i][:-1]},"len_bucket":{bucket}}}'
                 if not in_canonical_order((*record, "len_bucket", "split")):
                     unordered[len(lines)] = {**record, "len_bucket": bucket}
@@ -379,8 +379,7 @@ class Splitter:
             self._blobs.append(len(blob))
             self._rows_strata.append(np.asarray(strata, dtype=np.int32))
             self._primary.append(np.frombuffer(b"".join(primary), dtype=">u8"))
-            ties = b"".join([hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest() for line in lines])
-            self._tie.append(np.frombuffer(ties, dtype=">u8"))
+            self._tie.append(np.frombuffer(b"".join([_hash64(line.encode("utf-8")) for line in lines]), dtype=">u8"))
         return rejected
 
     def _codes(self) -> np.ndarray:
