@@ -43,9 +43,9 @@ class Batch:
     ``split`` names the split of every row when the input was given as ``NAME=PATH``. ``canonical`` is set by
     the stages that make canonical records (normalize, split) and kept by :meth:`take`, so a stage after them
     in the same process skips re-checking rows it knows are well formed; rows read from outside never have it.
-    ``encoded`` holds each record's JSON line (as :func:`dumps` gives it) once something has made them (split, or
-    the cache file of ``dataprep run`` that stores the batch first), so the writers after it do not encode the
-    rows again; see :func:`json_lines`. Whoever replaces a batch's records makes a new batch, which has none.
+    ``encoded`` holds each record's JSON line (as :func:`dumps` gives it) once something has made them (normalize
+    for alpaca rows, split, or the cache file of ``dataprep run`` that stores the batch first), so the writers after
+    it do not encode the rows again; see :func:`json_lines`. Whoever replaces a batch's records makes a new batch, which has none.
     A batch that ``split`` emits holds :class:`LazyRecords`: read its records freely, but do not append to them.
     """
 

@@ -20,8 +20,8 @@ The flow, for sources ``0..n``::
   what it can and says so. ``--dry-run`` prints the plan without running it.
 * With a worker (``--workers 1``; by default where it pays, :func:`dataprep.offload.worth_a_worker`), a source is
   read and normalized in a forked process (:mod:`dataprep.offload`) while this one filters, splits and writes: the
-  same rows, counts and rejects, on two cores. Rows are encoded to JSON once: the first writer that needs a line (a cache file,
-  split) leaves it on the batch (``Batch.encoded``) for the ones after it.
+  same rows, counts and rejects, on two cores. Rows are encoded to JSON once: whatever makes a row's line first
+  (normalize, for alpaca rows; a cache file; split) leaves it on the batch (``Batch.encoded``) for the ones after it.
 
 For a cluster (issue 12) the same pieces apply: the stage objects, :func:`plan`'s keys, and
 :func:`dataprep.mix.mix`, which is a pure function of ids, splits, token counts and the seed.
