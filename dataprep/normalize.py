@@ -86,13 +86,7 @@ def normalize_batch(
     """Read each row into a canonical record (then into ``options.to``); rejects carry the row as it came in
     and its index in ``records``."""
     read, write = options.read, options.write
-    kept: list[Record] = []
-    rejected: list[Rejected] = []
-    for i, row in enumerate(records):
-        try:
-            kept.append(write(read(row)))
-        except RecordError as exc:
-            rejected.append(Rejected(row, exc.reason, exc.detail, index=i))
+    kept, _, rejected = _read_rows(records, lambda row: (write(read(row)), None))
     return kept, rejected
 
 
@@ -106,9 +100,16 @@ def normalize_encoded(
     if read is None:
         kept, rejected = normalize_batch(records, options)
         return kept, None, rejected
-    kept = []
-    lines: list[str] = []
-    rejected = []
+    kept, lines, rejected = _read_rows(records, read)
+    return kept, [line if line is not None else dumps(r) for r, line in zip(kept, lines, strict=True)], rejected
+
+
+def _read_rows(records: list[dict[str, Any]], read: Callable[[dict[str, Any]], tuple[Record, str | None]]
+               ) -> tuple[list[Record], list[str | None], list[Rejected]]:
+    """Each row through ``read`` (a record and its line or None); a row it refuses becomes a reject."""
+    kept: list[Record] = []
+    lines: list[str | None] = []
+    rejected: list[Rejected] = []
     for i, row in enumerate(records):
         try:
             record, line = read(row)
@@ -116,7 +117,7 @@ def normalize_encoded(
             rejected.append(Rejected(row, exc.reason, exc.detail, index=i))
             continue
         kept.append(record)
-        lines.append(line if line is not None else dumps(record))
+        lines.append(line)
     return kept, lines, rejected
 
 
