@@ -45,7 +45,8 @@ class Batch:
     in the same process skips re-checking rows it knows are well formed; rows read from outside never have it.
     ``encoded`` holds each record's JSON line (as :func:`dumps` gives it) once something has made them (normalize
     for alpaca rows, split, or the cache file of ``dataprep run`` that stores the batch first), so the writers after
-    it do not encode the rows again; see :func:`json_lines`. Whoever replaces a batch's records makes a new batch, which has none.
+    it do not encode the rows again; see :func:`json_lines`. Whoever replaces a batch's records makes a new batch,
+    which has none.
     A batch that ``split`` emits holds :class:`LazyRecords`: read its records freely, but do not append to them.
     """
 
@@ -397,12 +398,13 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
             pos += 1
             break
         line = line_of(pos)
-        try:  # the decoder's scanner itself: raw_decode's wrapper costs more than it does on a small record
-            if escapes:
-                raise StopIteration
-            value, end = scan(text, pos)
-        except (StopIteration, ValueError, RecursionError):  # the slow path raises or rejects it exactly
-            value, end = _raw_decode(text, pos, source, line, escapes)
+        if escapes:
+            value, end = _raw_decode(text, pos, source, line)
+        else:
+            try:  # the decoder's scanner itself: raw_decode's wrapper costs more than it does on a small record
+                value, end = scan(text, pos)
+            except (StopIteration, ValueError, RecursionError):  # the slow path raises or rejects it exactly
+                value, end = _raw_decode(text, pos, source, line, escapes=False)
         if isinstance(value, BadValue):
             _bad(on_bad, f"{source}:{line}", value.reason, value.detail, text[pos:end])
         elif isinstance(value, dict) or _check_object(value, f"{source}:{line}", on_bad, text[pos:end]):
@@ -413,7 +415,7 @@ def _read_json_array(stream: IO[bytes], source: str, batch_size: int, on_bad: Ba
                 yield batch
                 batch = Batch(source)
         index += 1
-        pos = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+        pos = skip(text, end).end()  # type: ignore[union-attr]
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos < len(text) and text[pos] == "]":

@@ -3,7 +3,8 @@
 A shell pipe runs its stages in parallel processes; ``run`` keeps the stages in one process (no JSON between them)
 and would otherwise use one core. Reading (JSON parsing) and normalize are the work worth moving: a row's record
 depends only on the row and the options, so the worker gives the records the main process would, in the same
-order. Encoding rows to JSON stays in the main process, which would otherwise wait for the worker. The main
+order, with the JSON lines normalize made along the way (alpaca rows); other rows are encoded in the main process,
+which would otherwise wait for the worker. The main
 process keeps everything that counts or writes: the normalize runner gets, for each input batch, its size and what
 normalize made of it, and unreadable rows (``on_bad``) and the format notice arrive in the order they happened, so
 counts, rejects files and messages are the ones an in-process run gives.

@@ -493,7 +493,6 @@ class Execution:
 
     def __init__(self, plan: Plan, echo: Callable[[str], None], progress: Callable[[str], Any] | None = None,
                  workers: int | None = None) -> None:
-
         self.plan = plan
         self.echo = echo
         self.progress = progress
